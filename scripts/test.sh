@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs every test tier: typecheck, unit, integration (against a real local
+# control plane started here and stopped at the end) and CSI conformance.
+# Ends with one line "N passed, N failed"; exits non-zero on any failure or
+# when a tier ran nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+passed=0; failed=0; problems=()
+
+# Adds "pass fail" read from a tap run's closing summary, e.g.
+# "# { total: 12, pass: 11, fail: 1, skip: 0 }" (fail is left out at 0).
+count_tap() {
+  local tier=$1 log=$2 rc=$3 line p f
+  line=$(grep -E '^# \{ total: [0-9]+' "$log" | tail -1)
+  if [ -z "$line" ]; then
+    problems+=("$tier: no tap summary (exit $rc)"); failed=$((failed + 1)); return
+  fi
+  p=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$line"); f=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$line")
+  p=${p:-0}; f=${f:-0}
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$p" -eq 0 ]; then problems+=("$tier: ran no test"); failed=$((failed + 1)); fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then problems+=("$tier: tap exited $rc"); failed=$((failed + 1)); fi
+  echo "== $tier: $p passed, $f failed"
+}
+
+step() { echo; echo "=== $*"; }
+
+step "typecheck"
+if npx tsc -p tsconfig.json --noEmit; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("typecheck failed"); fi
+
+step "unit tier"
+npx tap run test/unit 2>&1 | tee "$out/unit.tap"; count_tap unit "$out/unit.tap" "${PIPESTATUS[0]}"
+
+step "test tools (kube-apiserver, etcd, kubectl, cert-manager controllers, csi-sanity)"
+if ! bin=$(bash test/tools/build.sh | tail -1); then
+  problems+=("building the test tools failed"); failed=$((failed + 1))
+else
+  export CSI_TOOLS_BIN=$bin
+  step "local control plane"
+  export CSI_CLUSTER_DIR="$out/cluster"
+  trap 'node --import tsx test/cluster/cli.ts down >/dev/null 2>&1; rm -rf "$out"' EXIT
+  if node --import tsx test/cluster/cli.ts up; then
+    step "integration tier"
+    npx tap run test/integration 2>&1 | tee "$out/integration.tap"; count_tap integration "$out/integration.tap" "${PIPESTATUS[0]}"
+    step "control plane after the integration tier"
+    node --import tsx test/cluster/cli.ts status || { problems+=("a control plane process died during the tests"); failed=$((failed + 1)); }
+  else
+    problems+=("the local control plane did not start"); failed=$((failed + 1))
+  fi
+  node --import tsx test/cluster/cli.ts down
+
+  if [ -f test/sanity/run.sh ]; then
+    step "CSI conformance (csi-sanity)"
+    bash test/sanity/run.sh 2>&1 | tee "$out/sanity.log"; rc=${PIPESTATUS[0]}
+    line=$(grep -E '^Ran [0-9]+ of [0-9]+ Specs' "$out/sanity.log" | tail -1)
+    summary=$(grep -E '[0-9]+ Passed \| [0-9]+ Failed' "$out/sanity.log" | tail -1)
+    p=$(sed -nE 's/.* ([0-9]+) Passed.*/\1/p' <<<"$summary"); f=$(sed -nE 's/.*\| ([0-9]+) Failed.*/\1/p' <<<"$summary")
+    if [ -z "$p" ]; then problems+=("csi-sanity: no result line (exit $rc)"); failed=$((failed + 1))
+    else
+      passed=$((passed + p)); failed=$((failed + ${f:-0}))
+      [ "$p" -gt 0 ] || { problems+=("csi-sanity ran no spec"); failed=$((failed + 1)); }
+      [ "$rc" -eq 0 ] || [ "${f:-0}" -gt 0 ] || { problems+=("csi-sanity exited $rc"); failed=$((failed + 1)); }
+      echo "== csi-sanity: $line"
+    fi
+  fi
+fi
+
+echo
+for p in "${problems[@]}"; do echo "problem: $p"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
