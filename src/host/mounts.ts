@@ -1,0 +1,205 @@
+// Mounts through util-linux's mount/umount, with mount points read from
+// /proc/self/mountinfo. This is what Kubernetes' mount-utils does; no
+// maintained npm binding for mount(2) exists.
+//
+// Why mountinfo and not stat(): comparing a directory's device number with its
+// parent's misses bind mounts from the same filesystem (same device), which is
+// exactly the kind of mount this driver makes.
+
+import { execFile } from 'node:child_process'
+import { mkdir, readFile, realpath } from 'node:fs/promises'
+import { resolve } from 'node:path'
+
+export interface MountInfo {
+  mountId: number
+  parentId: number
+  /** major:minor of the filesystem. */
+  device: string
+  /** The directory of the filesystem that is mounted (not `/` for a bind mount of a subdirectory). */
+  root: string
+  mountPoint: string
+  /** Per-mount options: rw/ro, nosuid, relatime... */
+  options: string[]
+  /** Propagation tags such as `shared:1`, `master:2`. */
+  optionalFields: string[]
+  fsType: string
+  source: string
+  /** Per-filesystem options: size=, mode=... */
+  superOptions: string[]
+}
+
+// The kernel escapes space, tab, newline and backslash in paths as
+// three-digit octal (`\040`...), so that a field never contains a separator.
+function unescapeOctal(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
+}
+
+function splitOptions(s: string | undefined): string[] {
+  return s === undefined || s === '' ? [] : s.split(',')
+}
+
+/**
+ * Parses /proc/<pid>/mountinfo (see proc(5)):
+ *   36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+ * The number of optional fields varies, so the ` - ` separator, not a column
+ * index, marks where the filesystem fields begin. Lines that do not fit the
+ * format are skipped: one surprising line must not hide every other mount.
+ */
+export function parseMountInfo(text: string): MountInfo[] {
+  const out: MountInfo[] = []
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue
+    const fields = line.split(' ')
+    const sep = fields.indexOf('-', 6)
+    if (sep < 0 || fields.length < sep + 3) continue
+    const [id, parent, device, root, mountPoint, options] = fields
+    const mountId = Number(id)
+    const parentId = Number(parent)
+    if (!Number.isInteger(mountId) || !Number.isInteger(parentId)) continue
+    out.push({
+      mountId,
+      parentId,
+      device: device!,
+      root: unescapeOctal(root!),
+      mountPoint: unescapeOctal(mountPoint!),
+      options: splitOptions(options),
+      optionalFields: fields.slice(6, sep),
+      fsType: fields[sep + 1]!,
+      source: unescapeOctal(fields[sep + 2]!),
+      superOptions: splitOptions(fields[sep + 3]),
+    })
+  }
+  return out
+}
+
+/**
+ * The mount that holds `path` (an absolute, resolved path): the one with the
+ * longest mount point that is `path` or one of its parents. When mounts are
+ * stacked on one point, the visible one is the one no other mount there sits
+ * on (its id is nobody's parent), whatever order the kernel lists them in.
+ */
+export function mountContaining(mounts: readonly MountInfo[], path: string): MountInfo | undefined {
+  let longest = -1
+  let candidates: MountInfo[] = []
+  for (const m of mounts) {
+    const mp = m.mountPoint
+    if (!(path === mp || mp === '/' || path.startsWith(mp + '/'))) continue
+    if (mp.length > longest) {
+      longest = mp.length
+      candidates = [m]
+    } else if (mp.length === longest) {
+      candidates.push(m)
+    }
+  }
+  const parents = new Set(candidates.map((m) => m.parentId))
+  return candidates.find((m) => !parents.has(m.mountId)) ?? candidates.at(-1)
+}
+
+export type Exec = (cmd: string, args: string[]) => Promise<void>
+
+const execCommand: Exec = (cmd, args) =>
+  new Promise((resolvePromise, reject) => {
+    execFile(cmd, args, { timeout: 60_000 }, (err, _stdout, stderr) => {
+      if (err === null) return resolvePromise()
+      // mount's own words ("mount point does not exist", "permission denied")
+      // are what an operator needs to see, not just the exit code.
+      const detail = String(stderr).trim() || err.message
+      reject(new Error(`${cmd} ${args.join(' ')}: ${detail}`, { cause: err }))
+    })
+  })
+
+// Enough for any real stack of mounts on one point, small enough that an
+// umount that keeps "succeeding" without effect cannot loop forever.
+const MAX_STACKED = 64
+
+export interface MounterOptions {
+  mountinfoPath?: string
+  exec?: Exec
+}
+
+export class Mounter {
+  readonly #mountinfoPath: string
+  readonly #exec: Exec
+
+  constructor(opts: MounterOptions = {}) {
+    this.#mountinfoPath = opts.mountinfoPath ?? '/proc/self/mountinfo'
+    this.#exec = opts.exec ?? execCommand
+  }
+
+  async mounts(): Promise<MountInfo[]> {
+    return parseMountInfo(await readFile(this.#mountinfoPath, 'utf8'))
+  }
+
+  /** Whether something is mounted exactly at `path` (after resolving symlinks). */
+  async isMountPoint(path: string): Promise<boolean> {
+    const real = await realpathOrUndefined(path)
+    if (real === undefined) return false
+    return (await this.mounts()).some((m) => m.mountPoint === real)
+  }
+
+  /**
+   * Bind-mounts `source` on `target`, read-only. Two steps because mount(2)
+   * ignores the read-only flag on a new bind and applies it only on a remount
+   * (recent util-linux hides this, older versions do not). A failed second
+   * step undoes the first rather than leave a writable bind behind.
+   */
+  async bindReadOnly(source: string, target: string): Promise<void> {
+    const src = resolve(source)
+    const dst = resolve(target)
+    await mkdir(dst, { recursive: true, mode: 0o750 })
+    // Absolute paths always start with '/', so none can be read as an option.
+    await this.#exec('mount', ['--bind', src, dst])
+    try {
+      await this.#exec('mount', ['-o', 'remount,bind,ro', dst])
+    } catch (err) {
+      await this.#exec('umount', [dst]).catch(() => {})
+      throw err
+    }
+  }
+
+  /**
+   * Unmounts everything mounted at `target`, top of the stack first.
+   * Idempotent: a missing path or one with nothing mounted is success.
+   */
+  async unmount(target: string): Promise<void> {
+    for (let i = 0; i < MAX_STACKED; i++) {
+      const real = await realpathOrUndefined(target)
+      if (real === undefined || !(await this.isMountPoint(real))) return
+      try {
+        await this.#exec('umount', [real])
+      } catch (err) {
+        // Someone else may have unmounted it in between: only fail if it is
+        // still mounted.
+        if (await this.isMountPoint(real)) throw err
+      }
+    }
+    throw new Error(`unmount ${target}: still mounted after ${MAX_STACKED} attempts`)
+  }
+
+  /**
+   * Makes sure `dir` is on tmpfs, so key material never reaches a disk.
+   * A directory already on tmpfs (say, under /dev/shm, or a data root the
+   * DaemonSet mounted as an emptyDir of medium Memory) is left alone.
+   */
+  async ensureTmpfs(dir: string, sizeBytes?: number): Promise<'existing' | 'mounted'> {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const real = await realpath(dir)
+    if (mountContaining(await this.mounts(), real)?.fsType === 'tmpfs') return 'existing'
+    const opts = ['mode=0700']
+    if (sizeBytes !== undefined) {
+      if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new RangeError(`tmpfs size must be a positive integer, got ${sizeBytes}`)
+      opts.push(`size=${sizeBytes}`)
+    }
+    await this.#exec('mount', ['-t', 'tmpfs', '-o', opts.join(','), 'tmpfs', real])
+    return 'mounted'
+  }
+}
+
+async function realpathOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await realpath(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}

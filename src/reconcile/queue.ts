@@ -1,0 +1,260 @@
+// A keyed work queue in the style of controller-runtime: the queue carries
+// volume ids, not events. Every trigger (CSI call, informer, file watcher,
+// timer) only adds a key; a burst of triggers for one key collapses into one
+// reconcile, and one key is never reconciled by two workers at once.
+
+import { DelayHeap } from './delay-heap.js'
+
+export interface Clock {
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(h: unknown): void
+}
+
+export type ReconcileResult = { requeueAfterMs?: number } | void
+
+export interface Backoff {
+  baseMs: number
+  maxMs: number
+  /** Fraction of the delay added or removed at random: 0.2 → ±20 %. */
+  jitter: number
+}
+
+export interface WorkQueueOptions {
+  /** Max keys reconciled concurrently. */
+  workers: number
+  reconcile: (key: string) => Promise<ReconcileResult>
+  /** Per-key exponential backoff on thrown errors. */
+  backoff?: Backoff
+  clock?: Clock
+  /** Uniform in [0, 1), like Math.random. */
+  random?: () => number
+  onError?: (key: string, err: unknown, retryInMs: number) => void
+}
+
+export const DEFAULT_BACKOFF: Readonly<Backoff> = { baseMs: 500, maxMs: 5 * 60_000, jitter: 0.2 }
+
+/**
+ * Node's setTimeout takes a signed 32-bit delay; anything larger fires after
+ * 1 ms (with a TimeoutOverflowWarning). A 1-year certificate's renewal is
+ * further away than that, so longer delays are clamped and the timer re-armed
+ * when the clamp fires early.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+// A pending requeue alone must not keep a process alive that is otherwise
+// shutting down: the gRPC server is what holds the driver up.
+const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+}
+
+/**
+ * The delay before retry number `failures` (1 for the first failure):
+ * base·2^(failures-1), capped at max, then spread by ±jitter so that volumes
+ * failing together (an issuer down) do not retry together. The cap applies
+ * before the jitter for the same reason: keys stuck at the cap stay spread.
+ */
+export function backoffDelay(failures: number, b: Backoff, random: () => number): number {
+  const exp = Math.min(b.maxMs, b.baseMs * 2 ** Math.max(0, failures - 1))
+  const spread = 1 + b.jitter * (2 * random() - 1)
+  return Math.max(0, Math.round(exp * spread))
+}
+
+export class WorkQueue {
+  readonly #opts: WorkQueueOptions
+  readonly #clock: Clock
+  readonly #random: () => number
+  readonly #backoff: Backoff
+
+  // FIFO of keys ready to run; `#queued` mirrors it for O(1) membership.
+  // An array with a moving head: shift() would be O(n) per pop.
+  #fifo: string[] = []
+  #head = 0
+  readonly #queued = new Set<string>()
+  readonly #running = new Set<string>()
+  // Keys added while running: they run once more when the current run ends,
+  // so a change that lands mid-reconcile is never lost.
+  readonly #dirty = new Set<string>()
+  readonly #failures = new Map<string, number>()
+
+  readonly #delayed = new DelayHeap<string>()
+  #timer: unknown = undefined
+  #timerDue = Infinity
+
+  #started = false
+  #stopping = false
+  #pumpScheduled = false
+  #idleWaiters: Array<() => void> = []
+  #drainWaiters: Array<() => void> = []
+
+  constructor(opts: WorkQueueOptions) {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) {
+      throw new RangeError(`workers must be a positive integer, got ${opts.workers}`)
+    }
+    this.#opts = opts
+    this.#clock = opts.clock ?? systemClock
+    this.#random = opts.random ?? Math.random
+    this.#backoff = opts.backoff ?? DEFAULT_BACKOFF
+  }
+
+  /** Keys waiting to run (not running, not delayed). */
+  get length(): number {
+    return this.#queued.size
+  }
+
+  /** Keys waiting on a timer. */
+  get delayedLength(): number {
+    return this.#delayed.size
+  }
+
+  failures(key: string): number {
+    return this.#failures.get(key) ?? 0
+  }
+
+  add(key: string): void {
+    if (this.#stopping) return
+    if (this.#running.has(key)) {
+      this.#dirty.add(key)
+      return
+    }
+    if (this.#queued.has(key)) return
+    this.#queued.add(key)
+    this.#fifo.push(key)
+    this.#schedulePump()
+  }
+
+  addAfter(key: string, ms: number): void {
+    if (this.#stopping) return
+    if (!(ms > 0)) {
+      this.add(key)
+      return
+    }
+    if (this.#delayed.push(key, this.#clock.now() + ms)) this.#arm()
+  }
+
+  /** Resets the key's backoff: its next failure waits the base delay again. */
+  forget(key: string): void {
+    this.#failures.delete(key)
+  }
+
+  start(): void {
+    if (this.#started) return
+    this.#started = true
+    this.#schedulePump()
+  }
+
+  /**
+   * Stops taking work (adds are dropped, delayed keys discarded) and resolves
+   * once every in-flight reconcile has finished.
+   */
+  async shutdown(): Promise<void> {
+    this.#stopping = true
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#timerDue = Infinity
+    if (this.#running.size > 0) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve))
+    // Nothing will run any more: waiting for idle would wait forever.
+    this.#settleIdle(true)
+  }
+
+  /**
+   * Resolves when nothing is queued or running. Delayed keys do not count:
+   * a renewal a month away would otherwise keep a test waiting for a month.
+   */
+  idle(): Promise<void> {
+    if (this.#isIdle() || this.#stopping) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  #isIdle(): boolean {
+    return this.#queued.size === 0 && this.#running.size === 0
+  }
+
+  // Runs on a microtask rather than inside add(): a synchronous burst of adds
+  // then lands in the queue before the first run starts and collapses into it.
+  #schedulePump(): void {
+    if (this.#pumpScheduled || !this.#started) return
+    this.#pumpScheduled = true
+    queueMicrotask(() => {
+      this.#pumpScheduled = false
+      this.#pump()
+    })
+  }
+
+  #pump(): void {
+    while (!this.#stopping && this.#running.size < this.#opts.workers && this.#queued.size > 0) {
+      const key = this.#fifo[this.#head++]!
+      this.#compact()
+      this.#queued.delete(key)
+      this.#running.add(key)
+      void this.#run(key)
+    }
+    this.#settleIdle(false)
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#fifo.length) {
+      this.#fifo = this.#fifo.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  async #run(key: string): Promise<void> {
+    try {
+      const result = await this.#opts.reconcile(key)
+      this.#failures.delete(key)
+      const after = result?.requeueAfterMs
+      if (after !== undefined) this.addAfter(key, after)
+    } catch (err) {
+      const n = this.failures(key) + 1
+      this.#failures.set(key, n)
+      const delay = backoffDelay(n, this.#backoff, this.#random)
+      try {
+        this.#opts.onError?.(key, err, delay)
+      } catch {
+        // A broken error reporter must not stop the retry.
+      }
+      this.addAfter(key, delay)
+    } finally {
+      this.#running.delete(key)
+      if (this.#dirty.delete(key)) this.add(key)
+      if (this.#stopping && this.#running.size === 0) {
+        for (const resolve of this.#drainWaiters.splice(0)) resolve()
+      }
+      this.#pump()
+    }
+  }
+
+  #settleIdle(force: boolean): void {
+    if (this.#idleWaiters.length === 0 || (!force && !this.#isIdle())) return
+    for (const resolve of this.#idleWaiters.splice(0)) resolve()
+  }
+
+  // One timer for the whole queue, armed for the earliest due key.
+  #arm(): void {
+    if (this.#stopping) return
+    const top = this.#delayed.peek()
+    if (top === undefined) {
+      if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+      this.#timer = undefined
+      this.#timerDue = Infinity
+      return
+    }
+    if (this.#timer !== undefined && this.#timerDue <= top.due) return
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, top.due - this.#clock.now()))
+    this.#timerDue = top.due
+    this.#timer = this.#clock.setTimeout(() => this.#fire(), wait)
+  }
+
+  #fire(): void {
+    this.#timer = undefined
+    this.#timerDue = Infinity
+    // After a clamped wait nothing may be due yet: popDue returns nothing and
+    // #arm waits again for what remains.
+    for (const key of this.#delayed.popDue(this.#clock.now())) this.add(key)
+    this.#arm()
+  }
+}

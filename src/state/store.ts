@@ -1,0 +1,269 @@
+// The per-node desired-state store: one directory per volume under
+// <dataRoot>/volumes, each holding record.json. It is the source of truth
+// across restarts, so every write is atomic and durable, and one bad record
+// never takes the others down with it.
+//
+// There is deliberately no index file: saving one volume touches only that
+// volume's directory, so the cost stays flat from 10 to 1000 volumes.
+
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { basename, dirname, join, relative, sep } from 'node:path'
+import { watch as chokidarWatch } from 'chokidar'
+
+/** The shape every record shares; the reconciler defines the rest. */
+export interface VolumeRecord {
+  version: 1
+  volumeId: string
+  [k: string]: unknown
+}
+
+export const RECORD_FILE = 'record.json'
+const TEMP_MARK = '.tmp-'
+const CORRUPT_MARK = '.corrupt-'
+
+// Ids that are safe as a directory name are used as is, which keeps the tree
+// readable for an operator; anything else is hashed. A safe id that itself
+// looks like a hashed name ("h-...") is hashed too, so that two distinct ids
+// can never share a directory.
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+const HASHED_PREFIX = 'h-'
+
+export function volumeDirName(volumeId: string): string {
+  if (SAFE_ID.test(volumeId) && !volumeId.startsWith(HASHED_PREFIX)) return volumeId
+  return HASHED_PREFIX + createHash('sha256').update(volumeId).digest('hex')
+}
+
+/** Only the logger methods the store uses. */
+export interface StoreLogger {
+  warn(obj: object, msg: string): void
+  debug(obj: object, msg: string): void
+}
+
+/** A validate function (throws when invalid) or a zod-like schema. */
+export type Validator<R> = ((x: unknown) => R) | { parse(x: unknown): R }
+
+export interface VolumeStoreOptions<R> {
+  dataRoot: string
+  validate: Validator<R>
+  logger: StoreLogger
+  onCorrupt?: (path: string, err: unknown) => void
+  /** Milliseconds since the epoch; names set-aside files. */
+  now?: () => number
+}
+
+export type StoreChangeHandler = (volumeId: string | undefined, path: string) => void
+
+export class VolumeStore<R extends { volumeId: string }> {
+  readonly root: string
+  readonly #validate: (x: unknown) => R
+  readonly #log: StoreLogger
+  readonly #onCorrupt: ((path: string, err: unknown) => void) | undefined
+  readonly #now: () => number
+  // dirName → volumeId, so that a deleted or corrupt record.json of a hashed
+  // directory can still be reported under its volume id.
+  readonly #ids = new Map<string, string>()
+
+  constructor(opts: VolumeStoreOptions<R>) {
+    this.root = join(opts.dataRoot, 'volumes')
+    const v = opts.validate
+    this.#validate = typeof v === 'function' ? v : (x) => v.parse(x)
+    this.#log = opts.logger
+    this.#onCorrupt = opts.onCorrupt
+    this.#now = opts.now ?? Date.now
+  }
+
+  volumeDir(volumeId: string): string {
+    return join(this.root, volumeDirName(volumeId))
+  }
+
+  /**
+   * The volume's record, or undefined when there is none. A corrupt record is
+   * set aside and reads as absent: the kubelet's next publish records it anew.
+   */
+  async load(volumeId: string): Promise<R | undefined> {
+    const dirName = volumeDirName(volumeId)
+    const rec = await this.#read(dirName)
+    if (rec !== undefined) this.#ids.set(dirName, rec.volumeId)
+    return rec
+  }
+
+  /** Atomic and durable: a crash leaves either the old record or the new one. */
+  async save(record: R): Promise<void> {
+    const dirName = volumeDirName(record.volumeId)
+    const dir = join(this.root, dirName)
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const final = join(dir, RECORD_FILE)
+    const tmp = `${final}${TEMP_MARK}${randomBytes(6).toString('hex')}`
+    const fh = await open(tmp, 'wx', 0o600)
+    try {
+      await fh.writeFile(JSON.stringify(record, null, 2) + '\n')
+      // Without this the rename can reach the disk before the data does, and
+      // a power cut leaves an empty record.json.
+      await fh.sync()
+    } catch (err) {
+      await fh.close()
+      await rm(tmp, { force: true })
+      throw err
+    }
+    await fh.close()
+    try {
+      await rename(tmp, final)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
+    // The rename itself lives in the directory: sync it so it survives too.
+    await fsyncDir(dir)
+    this.#ids.set(dirName, record.volumeId)
+  }
+
+  /** Removes the volume's whole directory. Idempotent. */
+  async remove(volumeId: string): Promise<void> {
+    await rm(this.volumeDir(volumeId), { recursive: true, force: true })
+  }
+
+  /** Every valid record. Bad ones are set aside and reported, never thrown. */
+  async list(): Promise<R[]> {
+    let entries
+    try {
+      entries = await readdir(this.root, { withFileTypes: true })
+    } catch (err) {
+      if (isNotFound(err)) return []
+      throw err
+    }
+    const records = await Promise.all(
+      entries
+        .filter((e) => e.isDirectory())
+        .map((e) =>
+          this.#read(e.name).catch((err: unknown) => {
+            // Unreadable (not unparsable): nothing says the content is bad, so
+            // leave it in place, skip it this time and say so.
+            this.#log.warn({ err, dir: e.name }, 'volume record unreadable, skipped')
+            return undefined
+          }),
+        ),
+    )
+    const out: R[] = []
+    for (const rec of records) {
+      if (rec === undefined) continue
+      this.#ids.set(volumeDirName(rec.volumeId), rec.volumeId)
+      out.push(rec)
+    }
+    return out
+  }
+
+  /**
+   * Calls `onChange` for every add, change or removal of a record.json under
+   * the store, ours or anyone else's. Treat each call as "re-read and
+   * reconcile": events carry no content and may repeat. Resolves once the
+   * watcher is ready; the returned function stops it.
+   */
+  async watch(onChange: StoreChangeHandler): Promise<() => Promise<void>> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 })
+    // The directory is watched, not the files: an atomic rename replaces the
+    // inode, and a watch on the old file would go quiet.
+    const watcher = chokidarWatch(this.root, {
+      ignoreInitial: true,
+      awaitWriteFinish: false,
+      // Level 1 is the volume directories, where record.json lives. Anything
+      // deeper (a volume's published files) churns on every renewal and is
+      // none of the store's business.
+      depth: 1,
+      ignored: (p: string) => this.#ignored(p),
+    })
+    const onRecord = (event: string) => (path: string) => {
+      this.#idFor(path, event === 'unlink')
+        .then((id) => onChange(id, path))
+        // A throwing handler must not become an unhandled rejection (which
+        // ends the process) nor stop later events.
+        .catch((err: unknown) => this.#log.warn({ err, path }, 'state store change handler failed'))
+    }
+    watcher.on('add', onRecord('add'))
+    watcher.on('change', onRecord('change'))
+    watcher.on('unlink', onRecord('unlink'))
+    watcher.on('error', (err) => this.#log.warn({ err, root: this.root }, 'state store watcher error'))
+    await new Promise<void>((resolve) => watcher.once('ready', resolve))
+    return () => watcher.close()
+  }
+
+  #ignored(path: string): boolean {
+    const rel = relative(this.root, path)
+    if (rel === '' || rel.startsWith('..')) return false
+    const parts = rel.split(sep)
+    return parts.length > 2 || (parts.length === 2 && parts[1] !== RECORD_FILE)
+  }
+
+  async #idFor(path: string, gone: boolean): Promise<string | undefined> {
+    const dirName = basename(dirname(path))
+    if (!gone) {
+      try {
+        const parsed: unknown = JSON.parse(await readFile(path, 'utf8'))
+        const id = (parsed as { volumeId?: unknown } | null)?.volumeId
+        if (typeof id === 'string' && volumeDirName(id) === dirName) {
+          this.#ids.set(dirName, id)
+          return id
+        }
+      } catch {
+        // Gone again or corrupt: fall back to what the directory name tells.
+      }
+    }
+    const known = this.#ids.get(dirName)
+    if (gone) this.#ids.delete(dirName)
+    if (known !== undefined) return known
+    // An unhashed directory name is the volume id itself.
+    return volumeDirName(dirName) === dirName ? dirName : undefined
+  }
+
+  async #read(dirName: string): Promise<R | undefined> {
+    const path = join(this.root, dirName, RECORD_FILE)
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      // A directory without a record: being created, or only a temp file left
+      // by a crash before the rename. Either way there is no record yet.
+      if (isNotFound(err)) return undefined
+      throw err
+    }
+    try {
+      const rec = this.#validate(JSON.parse(text))
+      // A record copied into the wrong directory would be listed but never
+      // found by load(): refuse it rather than act on it twice.
+      if (volumeDirName(rec.volumeId) !== dirName) {
+        throw new Error(`record for volume ${JSON.stringify(rec.volumeId)} found in directory ${dirName}`)
+      }
+      return rec
+    } catch (err) {
+      await this.#setAside(path, err)
+      return undefined
+    }
+  }
+
+  async #setAside(path: string, err: unknown): Promise<void> {
+    const stamp = new Date(this.#now()).toISOString().replaceAll(':', '-')
+    const aside = `${path}${CORRUPT_MARK}${stamp}`
+    try {
+      await rename(path, aside)
+    } catch (renameErr) {
+      // Already moved by a concurrent list/load: nothing left to do.
+      if (!isNotFound(renameErr)) throw renameErr
+      return
+    }
+    this.#log.warn({ err, path, setAsideAs: aside }, 'corrupt volume record set aside')
+    this.#onCorrupt?.(path, err)
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT'
+}

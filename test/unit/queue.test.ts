@@ -1,0 +1,405 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { WorkQueue, backoffDelay, MAX_TIMER_MS, type Clock, type ReconcileResult } from '../../src/reconcile/queue.js'
+
+const tick = () => new Promise<void>((r) => setImmediate(r))
+
+/** A clock whose timers fire only when the test advances it. */
+class FakeClock implements Clock {
+  t = 0
+  #timers = new Map<number, { due: number; fn: () => void }>()
+  #next = 1
+  delays: number[] = []
+
+  now(): number {
+    return this.t
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++
+    this.delays.push(ms)
+    this.#timers.set(id, { due: this.t + ms, fn })
+    return id
+  }
+  clearTimeout(h: unknown): void {
+    this.#timers.delete(h as number)
+  }
+  get pending(): number {
+    return this.#timers.size
+  }
+  /** Moves time forward, firing timers in due order. */
+  async advance(ms: number): Promise<void> {
+    const target = this.t + ms
+    for (;;) {
+      let first: [number, { due: number; fn: () => void }] | undefined
+      for (const e of this.#timers) if (e[1].due <= target && (!first || e[1].due < first[1].due)) first = e
+      if (!first) break
+      this.#timers.delete(first[0])
+      this.t = first[1].due
+      first[1].fn()
+      await tick()
+    }
+    this.t = target
+    await tick()
+  }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>
+  resolve: (v: T) => void
+  reject: (e: unknown) => void
+}
+
+/** A promise the test resolves or rejects by hand. */
+function deferred<T = ReconcileResult>(): Deferred<T> {
+  let resolve!: (v: T) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)))
+  return { promise, resolve, reject }
+}
+
+t.test('rejects a bad worker count', async (t) => {
+  t.throws(() => new WorkQueue({ workers: 0, reconcile: async () => {} }), RangeError)
+})
+
+t.test('a burst of 1000 adds of one key runs once', async (t) => {
+  const runs: string[] = []
+  const q = new WorkQueue({ workers: 4, reconcile: async (k) => void runs.push(k), clock: new FakeClock() })
+  q.start()
+  for (let i = 0; i < 1000; i++) q.add('vol-1')
+  t.equal(q.length, 1)
+  await q.idle()
+  t.same(runs, ['vol-1'])
+  await q.shutdown()
+})
+
+t.test('keys added before start wait for it', async (t) => {
+  const runs: string[] = []
+  const q = new WorkQueue({ workers: 1, reconcile: async (k) => void runs.push(k), clock: new FakeClock() })
+  q.add('a')
+  q.add('b')
+  await tick()
+  t.same(runs, [])
+  q.start()
+  await q.idle()
+  t.same(runs, ['a', 'b'], 'first in, first out')
+  await q.shutdown()
+})
+
+t.test('one key never runs twice at once; an add while running re-runs it once after', async (t) => {
+  let active = 0
+  let peak = 0
+  const gates: Array<Deferred<ReconcileResult>> = []
+  const q = new WorkQueue({
+    workers: 4,
+    clock: new FakeClock(),
+    reconcile: async () => {
+      active++
+      peak = Math.max(peak, active)
+      const d = deferred()
+      gates.push(d)
+      await d.promise
+      active--
+    },
+  })
+  q.start()
+  q.add('k')
+  await tick()
+  t.equal(gates.length, 1)
+  for (let i = 0; i < 50; i++) q.add('k') // dirty while running
+  await tick()
+  t.equal(gates.length, 1, 'not started a second time while running')
+  t.equal(q.length, 0, 'a running key is marked dirty, not queued')
+  gates[0]!.resolve()
+  await tick()
+  t.equal(gates.length, 2, 'runs once more after the current run')
+  gates[1]!.resolve()
+  await q.idle()
+  t.equal(gates.length, 2, 'and only once')
+  t.equal(peak, 1)
+  await q.shutdown()
+})
+
+t.test('the worker cap is honoured and every key runs', async (t) => {
+  let active = 0
+  let peak = 0
+  const done: string[] = []
+  const q = new WorkQueue({
+    workers: 3,
+    clock: new FakeClock(),
+    reconcile: async (k) => {
+      active++
+      peak = Math.max(peak, active)
+      await tick()
+      await tick()
+      active--
+      done.push(k)
+    },
+  })
+  q.start()
+  for (let i = 0; i < 20; i++) q.add(`k${i}`)
+  await q.idle()
+  t.equal(peak, 3)
+  t.equal(done.length, 20)
+  t.equal(new Set(done).size, 20)
+  await q.shutdown()
+})
+
+t.test('errors back off exponentially per key, are reported, and success resets', async (t) => {
+  const clock = new FakeClock()
+  let fail = true
+  let runs = 0
+  const reported: Array<[string, number]> = []
+  const q = new WorkQueue({
+    workers: 1,
+    clock,
+    random: () => 0.5, // no jitter
+    backoff: { baseMs: 100, maxMs: 1000, jitter: 0.2 },
+    reconcile: async () => {
+      runs++
+      if (fail) throw new Error('issuer down')
+    },
+    onError: (k, err, retry) => reported.push([`${k}:${(err as Error).message}`, retry]),
+  })
+  q.start()
+  q.add('k')
+  await q.idle()
+  t.equal(runs, 1)
+  t.equal(q.failures('k'), 1)
+  const expected = [100, 200, 400, 800, 1000, 1000]
+  for (const [i, delay] of expected.entries()) {
+    t.equal(reported[i]?.[1], delay, `failure ${i + 1} waits ${delay} ms`)
+    await clock.advance(delay - 1)
+    t.equal(runs, i + 1, 'not before the backoff')
+    await clock.advance(1)
+    t.equal(runs, i + 2, 'retried when due')
+  }
+  t.equal(reported[0]?.[0], 'k:issuer down')
+  t.equal(q.failures('k'), expected.length + 1)
+  fail = false
+  await clock.advance(1000)
+  t.equal(q.failures('k'), 0, 'success resets the count')
+  t.equal(q.delayedLength, 0, 'nothing requeued after success')
+  await q.shutdown()
+})
+
+t.test('forget resets the backoff', async (t) => {
+  const clock = new FakeClock()
+  const delays: number[] = []
+  const q = new WorkQueue({
+    workers: 1,
+    clock,
+    random: () => 0.5,
+    backoff: { baseMs: 10, maxMs: 10_000, jitter: 0 },
+    reconcile: async () => {
+      throw new Error('no')
+    },
+    onError: (_k, _e, ms) => delays.push(ms),
+  })
+  q.start()
+  q.add('k')
+  await q.idle()
+  await clock.advance(10)
+  t.same(delays, [10, 20])
+  q.forget('k')
+  t.equal(q.failures('k'), 0)
+  await clock.advance(20)
+  t.same(delays, [10, 20, 10])
+  await q.shutdown()
+})
+
+t.test('a throwing onError does not stop the retry', async (t) => {
+  const clock = new FakeClock()
+  let runs = 0
+  const q = new WorkQueue({
+    workers: 1,
+    clock,
+    backoff: { baseMs: 10, maxMs: 10, jitter: 0 },
+    reconcile: () => {
+      runs++
+      throw new Error('sync throw')
+    },
+    onError: () => {
+      throw new Error('reporter broken')
+    },
+  })
+  q.start()
+  q.add('k')
+  await q.idle()
+  await clock.advance(10)
+  t.equal(runs, 2)
+  await q.shutdown()
+})
+
+t.test('backoff jitter stays within bounds', async (t) => {
+  const b = { baseMs: 500, maxMs: 300_000, jitter: 0.2 }
+  t.equal(backoffDelay(1, b, () => 0), 400)
+  t.equal(backoffDelay(1, b, () => 0.5), 500)
+  t.equal(backoffDelay(3, b, () => 0.5), 2000)
+  t.equal(backoffDelay(30, b, () => 0.5), 300_000, 'capped')
+  t.equal(backoffDelay(1000, b, () => 0.5), 300_000, 'no overflow at huge counts')
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 60 }),
+      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      (n, r, jitter) => {
+        const exp = Math.min(b.maxMs, b.baseMs * 2 ** (n - 1))
+        const d = backoffDelay(n, { ...b, jitter }, () => r)
+        return d >= Math.floor(exp * (1 - jitter)) && d <= Math.ceil(exp * (1 + jitter))
+      },
+    ),
+  )
+  // The queue uses the injected random: two keys failing together retry apart.
+  const clock = new FakeClock()
+  const seq = [0, 0.999]
+  const delays: number[] = []
+  const q = new WorkQueue({
+    workers: 2,
+    clock,
+    random: () => seq.shift() ?? 0.5,
+    reconcile: async () => {
+      throw new Error('x')
+    },
+    onError: (_k, _e, ms) => delays.push(ms),
+  })
+  q.start()
+  q.add('a')
+  q.add('b')
+  await q.idle()
+  t.same(delays, [400, 600], 'default backoff 500 ms ± 20 %')
+  await q.shutdown()
+})
+
+t.test('requeueAfterMs schedules the next run; 0 runs again at once', async (t) => {
+  const clock = new FakeClock()
+  const results: ReconcileResult[] = [{ requeueAfterMs: 0 }, { requeueAfterMs: 1000 }, {}]
+  let runs = 0
+  const q = new WorkQueue({
+    workers: 1,
+    clock,
+    reconcile: async () => {
+      runs++
+      return results.shift()
+    },
+  })
+  q.start()
+  q.add('k')
+  await q.idle()
+  t.equal(runs, 2, 'requeueAfterMs 0 means now')
+  t.equal(q.delayedLength, 1)
+  await clock.advance(999)
+  t.equal(runs, 2)
+  await clock.advance(1)
+  t.equal(runs, 3)
+  await clock.advance(10_000)
+  t.equal(runs, 3, 'done means done')
+  await q.shutdown()
+})
+
+t.test('the earliest delayed add wins, and a key fires once', async (t) => {
+  const clock = new FakeClock()
+  const runs: Array<[string, number]> = []
+  const q = new WorkQueue({ workers: 1, clock, reconcile: async (k) => void runs.push([k, clock.now()]) })
+  q.start()
+  q.addAfter('late-then-early', 5000)
+  q.addAfter('late-then-early', 1000)
+  q.addAfter('early-then-late', 1000)
+  q.addAfter('early-then-late', 5000)
+  t.equal(q.delayedLength, 2)
+  await clock.advance(10_000)
+  t.same(runs, [
+    ['late-then-early', 1000],
+    ['early-then-late', 1000],
+  ])
+  await q.shutdown()
+})
+
+t.test('one timer for the whole queue, not one per key', async (t) => {
+  const clock = new FakeClock()
+  let runs = 0
+  const q = new WorkQueue({ workers: 2, clock, reconcile: async () => void runs++ })
+  q.start()
+  let maxPending = 0
+  for (let i = 0; i < 500; i++) {
+    q.addAfter(`k${i}`, 1000 + ((i * 7919) % 5000))
+    maxPending = Math.max(maxPending, clock.pending)
+  }
+  t.equal(maxPending, 1, 'never more than one timer pending')
+  t.equal(clock.pending, 1)
+  t.ok(clock.delays.length < 50, `timer re-armed only when the earliest changes (${clock.delays.length})`)
+  await clock.advance(6000)
+  await q.idle()
+  t.equal(runs, 500)
+  t.equal(clock.pending, 0, 'no timer left once nothing is delayed')
+  await q.shutdown()
+})
+
+t.test('delays beyond the setTimeout limit are clamped and re-armed', async (t) => {
+  const clock = new FakeClock()
+  let runs = 0
+  const q = new WorkQueue({ workers: 1, clock, reconcile: async () => void runs++ })
+  q.start()
+  const year = 365 * 24 * 3600_000
+  q.addAfter('renew', year)
+  t.same(clock.delays, [MAX_TIMER_MS], 'first wait clamped to 2^31-1 ms')
+  await clock.advance(MAX_TIMER_MS)
+  t.equal(runs, 0, 'the clamp firing early does not run the key')
+  t.equal(clock.pending, 1, 're-armed')
+  let left = year - MAX_TIMER_MS
+  while (left > MAX_TIMER_MS) {
+    await clock.advance(MAX_TIMER_MS)
+    left -= MAX_TIMER_MS
+  }
+  t.equal(runs, 0)
+  await clock.advance(left - 1)
+  t.equal(runs, 0, 'not a millisecond early')
+  await clock.advance(1)
+  t.equal(runs, 1, 'runs when the year is up')
+  t.ok(clock.delays.every((d) => d >= 0 && d <= MAX_TIMER_MS))
+  await q.shutdown()
+})
+
+t.test('the default clock uses real timers', async (t) => {
+  let runs = 0
+  const q = new WorkQueue({ workers: 1, reconcile: async () => void runs++ })
+  q.start()
+  q.addAfter('k', 20)
+  await new Promise((r) => setTimeout(r, 60))
+  await q.idle()
+  t.equal(runs, 1)
+  await q.shutdown()
+})
+
+t.test('shutdown waits for in-flight work and then takes none', async (t) => {
+  const clock = new FakeClock()
+  const gate = deferred()
+  const started: string[] = []
+  const q = new WorkQueue({
+    workers: 1,
+    clock,
+    reconcile: async (k) => {
+      started.push(k)
+      if (k === 'slow') await gate.promise
+      return { requeueAfterMs: 10 }
+    },
+  })
+  q.start()
+  q.add('slow')
+  q.add('queued')
+  q.addAfter('delayed', 100)
+  await tick()
+  t.same(started, ['slow'])
+  let stopped = false
+  const done = q.shutdown().then(() => (stopped = true))
+  await tick()
+  t.equal(stopped, false, 'still waiting for the in-flight run')
+  q.add('slow') // dropped: no dirty re-run after shutdown
+  gate.resolve()
+  await done
+  t.equal(stopped, true)
+  await clock.advance(1000)
+  t.same(started, ['slow'], 'nothing queued, delayed or requeued runs after shutdown')
+  t.equal(clock.pending, 0, 'timer cleared')
+  await q.idle() // resolves rather than hanging
+  await q.shutdown() // twice is fine
+})
