@@ -1,0 +1,210 @@
+// The command line, parsed into a Config. Pure: no environment reads, no
+// output, no process.exit. --help and --version surface as a thrown FlagExit,
+// every mistake as a thrown FlagError with a one-line message.
+
+import { isAbsolute } from 'node:path'
+import { Command, CommanderError, Option } from 'commander'
+import { FlagError, FlagExit } from '../errors.js'
+import { parseDuration } from '../volume/duration.js'
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+export const LOG_FORMATS = ['json', 'text'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
+export interface BindAddress {
+  /** '' means every interface. IPv6 hosts come without brackets. */
+  host: string
+  port: number
+}
+
+export interface Config {
+  nodeId: string
+  /** The endpoint as given, e.g. "unix:///csi/csi.sock". */
+  endpoint: string
+  /** Absolute path of the unix socket the endpoint names. */
+  socketPath: string
+  driverName: string
+  dataRoot: string
+  /** Undefined: use the in-cluster service account. */
+  kubeconfig?: string
+  logLevel: LogLevel
+  logFormat: LogFormat
+  /** How long NodePublishVolume waits for issuance before answering with the reason. */
+  publishTimeoutMs: number
+  maxConcurrentIssuances: number
+  /** Null: metrics disabled. */
+  metricsBindAddress: BindAddress | null
+}
+
+export const DEFAULTS = {
+  endpoint: 'unix:///csi/csi.sock',
+  driverName: 'csi.cert-manager.io',
+  dataRoot: '/tmp/cert-manager-csi',
+  logLevel: 'info',
+  logFormat: 'json',
+  publishTimeout: '60s',
+  maxConcurrentIssuances: '8',
+  metricsBindAddress: ':9402',
+} as const
+
+/** The kubelet gives up on a CSI call after 2 minutes; we must answer before. */
+const KUBELET_CSI_TIMEOUT_MS = 120_000
+
+// sun_path is 108 bytes on Linux, including the terminating NUL.
+const MAX_SOCKET_PATH_BYTES = 107
+
+// What csi-sanity and the kubelet's plugin registration accept.
+const DRIVER_NAME = /^[a-zA-Z][A-Za-z0-9.\-_]{0,61}[a-zA-Z]$/
+
+function buildProgram(version: string): Command {
+  return new Command('cert-manager-csi-driver')
+    .description('CSI node driver that gives every Pod its own private key and certificate, signed through cert-manager.')
+    .version(version, '--version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .allowExcessArguments(false)
+    .requiredOption('--node-id <name>', 'name of the node this driver runs on (spec.nodeName through the downward API)')
+    .option('--endpoint <url>', 'unix socket to serve CSI on: unix:///abs/path or unix:/abs/path', DEFAULTS.endpoint)
+    .option('--driver-name <name>', 'CSI driver name; must match the CSIDriver object', DEFAULTS.driverName)
+    .option('--data-root <dir>', 'absolute directory holding one directory per volume (mount tmpfs here)', DEFAULTS.dataRoot)
+    .option('--kubeconfig <file>', 'kubeconfig file; default: the in-cluster service account')
+    .addOption(new Option('--log-level <level>', 'least severe level logged').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+    .addOption(new Option('--log-format <format>', 'log line format').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
+    .option(
+      '--publish-timeout <duration>',
+      'how long NodePublishVolume waits for a certificate (Go duration like 90s or 1m30s, or seconds); must be under 2m',
+      DEFAULTS.publishTimeout,
+    )
+    .option('--max-concurrent-issuances <n>', 'issuances in flight at once on this node', DEFAULTS.maxConcurrentIssuances)
+    .option('--metrics-bind-address <addr>', 'host:port for Prometheus metrics; 0 disables', DEFAULTS.metricsBindAddress)
+}
+
+/**
+ * Parses the arguments after the program name (process.argv.slice(2)).
+ * `version` is what --version prints; main reads it from package.json.
+ */
+export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Config {
+  let out = ''
+  const program = buildProgram(version)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => {
+        out += s
+      },
+      writeErr: (s) => {
+        out += s
+      },
+      outputError: () => {},
+    })
+
+  try {
+    program.parse([...argv], { from: 'user' })
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) throw new FlagExit(out)
+      throw new FlagError(oneLine(err.message.replace(/^error: /, '')))
+    }
+    throw err
+  }
+
+  const o = program.opts<Record<string, string | undefined>>()
+  const str = (k: string): string => o[k] ?? ''
+
+  const nodeId = str('nodeId').trim()
+  if (nodeId === '') throw new FlagError('--node-id must not be empty')
+
+  const driverName = str('driverName')
+  if (!DRIVER_NAME.test(driverName)) {
+    throw new FlagError(
+      `--driver-name "${driverName}" is not a valid CSI driver name: at most 63 characters, letters, digits, '-', '.' and '_', starting and ending with a letter`,
+    )
+  }
+
+  const dataRoot = str('dataRoot')
+  if (!isAbsolute(dataRoot)) throw new FlagError(`--data-root "${dataRoot}" must be an absolute path`)
+
+  const kubeconfig = o.kubeconfig
+  if (kubeconfig !== undefined && kubeconfig.trim() === '') throw new FlagError('--kubeconfig must not be empty when given')
+
+  const publishTimeoutMs = parsePublishTimeout(str('publishTimeout'))
+
+  const max = str('maxConcurrentIssuances')
+  if (!/^\d+$/.test(max) || Number(max) < 1 || !Number.isSafeInteger(Number(max))) {
+    throw new FlagError(`--max-concurrent-issuances "${max}" must be a whole number of at least 1`)
+  }
+
+  const endpoint = str('endpoint')
+  return {
+    nodeId,
+    endpoint,
+    socketPath: parseEndpoint(endpoint),
+    driverName,
+    dataRoot,
+    ...(kubeconfig !== undefined ? { kubeconfig } : {}),
+    logLevel: str('logLevel') as LogLevel,
+    logFormat: str('logFormat') as LogFormat,
+    publishTimeoutMs,
+    maxConcurrentIssuances: Number(max),
+    metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
+  }
+}
+
+/** "unix:///abs/path" or "unix:/abs/path" → "/abs/path". */
+export function parseEndpoint(endpoint: string): string {
+  const usage = 'use unix:///absolute/path/to/csi.sock'
+  let path: string
+  if (endpoint.startsWith('unix:///')) path = endpoint.slice('unix://'.length)
+  else if (endpoint.startsWith('unix:/') && !endpoint.startsWith('unix://')) path = endpoint.slice('unix:'.length)
+  else if (endpoint.startsWith('unix:')) {
+    throw new FlagError(`--endpoint "${endpoint}" must name an absolute socket path: ${usage}`)
+  } else {
+    throw new FlagError(`--endpoint "${endpoint}" is not supported: the kubelet talks to CSI drivers over a unix socket; ${usage}`)
+  }
+  const bytes = Buffer.byteLength(path)
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new FlagError(`--endpoint socket path is ${bytes} bytes long; unix sockets allow at most ${MAX_SOCKET_PATH_BYTES}`)
+  }
+  if (path.endsWith('/')) throw new FlagError(`--endpoint "${endpoint}" names a directory, not a socket file`)
+  return path
+}
+
+function parsePublishTimeout(value: string): number {
+  const ms = parseTimeout(value)
+  if (ms === undefined) {
+    throw new FlagError(`--publish-timeout "${value}" is not a duration: use a Go duration like 60s or 1m30s, or a number of seconds`)
+  }
+  if (ms <= 0) throw new FlagError(`--publish-timeout "${value}" must be greater than zero`)
+  if (ms >= KUBELET_CSI_TIMEOUT_MS) {
+    throw new FlagError(
+      `--publish-timeout "${value}" must be under 2m: the kubelet abandons a CSI call after 2 minutes and we must answer with the reason first`,
+    )
+  }
+  return ms
+}
+
+/** A Go duration ("90s", "1m30s") or a bare number of seconds, in milliseconds. */
+export function parseTimeout(value: string): number | undefined {
+  const s = value.trim()
+  if (/^\d+(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000)
+  const d = parseDuration(s)
+  return d.ok ? Math.round(d.ms) : undefined
+}
+
+/** ":9402", "0.0.0.0:9402", "[::1]:9402"; "0" disables metrics (null). */
+export function parseBindAddress(value: string): BindAddress | null {
+  if (value === '0') return null
+  const m = /^(?:\[([0-9a-fA-F:.%\w]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value)
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535) {
+    throw new FlagError(`--metrics-bind-address "${value}" must be host:port, :port or 0 to disable`)
+  }
+  return { host: m[1] ?? m[2] ?? '', port }
+}
+
+function oneLine(s: string): string {
+  return s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join(' ')
+}

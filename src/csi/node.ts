@@ -1,0 +1,100 @@
+// The CSI Node service. Handlers validate, then hand the volume to a
+// VolumePublisher (the reconciler, eventually) and wait for it. They never
+// touch keys, files or mounts themselves.
+
+import { DeadlineExceededError, UnavailableError, UnimplementedError, isDriverError } from '../errors.js'
+import { parseVolumeAttributes } from '../volume/spec.js'
+import type { PodInfo, VolumeSpec } from '../volume/types.js'
+import type { NodeHandlers } from './generated/csi/v1/Node.js'
+import type { AsyncService } from './handlers.js'
+import { validatePublishRequest, validateUnpublishRequest, type AttributeParser } from './validate.js'
+
+export interface PublishRequest {
+  volumeId: string
+  targetPath: string
+  /** Always true: validation refuses writable volumes. */
+  readonly: boolean
+  pod: PodInfo
+  spec: VolumeSpec
+  /** The user's attributes (volume_context minus the kubelet's csi.storage.k8s.io/ keys). */
+  attributes: Record<string, string>
+}
+
+export interface VolumePublisher {
+  /**
+   * Resolves only when the files are in place and mounted at targetPath.
+   * Rejects with a DriverError saying why not; must give up when `signal`
+   * aborts (publish timeout, kubelet cancel, shutdown).
+   */
+  publish(req: PublishRequest, signal: AbortSignal): Promise<void>
+  /** Idempotent: an unknown volume or a missing target path is success. */
+  unpublish(volumeId: string, targetPath: string): Promise<void>
+}
+
+/** Stands in until the reconciler is wired: publish never succeeds without one. */
+export class UnavailablePublisher implements VolumePublisher {
+  async publish(): Promise<void> {
+    throw new UnavailableError('reconciler not running: cannot issue certificates yet')
+  }
+
+  async unpublish(): Promise<void> {
+    // Nothing was ever published, so there is nothing to undo.
+  }
+}
+
+export interface NodeServiceOptions {
+  nodeId: string
+  driverName: string
+  publisher: VolumePublisher
+  publishTimeoutMs: number
+  parseAttributes?: AttributeParser
+}
+
+export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHandlers> {
+  const parse = opts.parseAttributes ?? parseVolumeAttributes
+  const unimplemented = (rpc: string, capability: string) => async (): Promise<never> => {
+    throw new UnimplementedError(`${rpc} is not implemented: ${opts.driverName} does not advertise ${capability}`)
+  }
+
+  return {
+    NodeGetCapabilities: async () => ({ capabilities: [] }),
+
+    NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: 0, accessible_topology: null }),
+
+    NodePublishVolume: async (req, ctx) => {
+      const publishReq = validatePublishRequest(req, parse, opts.driverName)
+      const timeout = AbortSignal.timeout(opts.publishTimeoutMs)
+      const signal = AbortSignal.any([ctx.signal, timeout])
+      try {
+        await opts.publisher.publish(publishReq, signal)
+      } catch (err) {
+        // A publisher that merely gave up on the signal has no better reason
+        // to offer; without these its abort error would read as INTERNAL.
+        if (!isDriverError(err) && timeout.aborted) {
+          throw new DeadlineExceededError(
+            `certificate for volume ${publishReq.volumeId} not ready within ${opts.publishTimeoutMs / 1000}s; the kubelet will retry`,
+            { cause: err },
+          )
+        }
+        if (!isDriverError(err) && ctx.signal.aborted) {
+          throw new UnavailableError(`publish of volume ${publishReq.volumeId} abandoned: ${String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)}`, {
+            cause: err,
+          })
+        }
+        throw err
+      }
+      return {}
+    },
+
+    NodeUnpublishVolume: async (req) => {
+      const { volumeId, targetPath } = validateUnpublishRequest(req)
+      await opts.publisher.unpublish(volumeId, targetPath)
+      return {}
+    },
+
+    NodeStageVolume: unimplemented('NodeStageVolume', 'STAGE_UNSTAGE_VOLUME'),
+    NodeUnstageVolume: unimplemented('NodeUnstageVolume', 'STAGE_UNSTAGE_VOLUME'),
+    NodeGetVolumeStats: unimplemented('NodeGetVolumeStats', 'GET_VOLUME_STATS'),
+    NodeExpandVolume: unimplemented('NodeExpandVolume', 'EXPAND_VOLUME'),
+  }
+}

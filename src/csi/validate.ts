@@ -1,0 +1,117 @@
+// Pure checks of NodePublishVolume / NodeUnpublishVolume requests. Each
+// failure is a DriverError whose message tells the user what to change in
+// their pod spec or CSIDriver object; nothing here touches the system.
+
+import { isAbsolute } from 'node:path'
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js'
+import type { ParseResult, PodInfo } from '../volume/types.js'
+import type { NodePublishVolumeRequest__Output } from './generated/csi/v1/NodePublishVolumeRequest.js'
+import type { NodeUnpublishVolumeRequest__Output } from './generated/csi/v1/NodeUnpublishVolumeRequest.js'
+import type { PublishRequest } from './node.js'
+
+/** The kubelet's keys in volume_context (CSIDriver podInfoOnMount: true). */
+export const POD_INFO_KEYS = {
+  name: 'csi.storage.k8s.io/pod.name',
+  namespace: 'csi.storage.k8s.io/pod.namespace',
+  uid: 'csi.storage.k8s.io/pod.uid',
+  serviceAccountName: 'csi.storage.k8s.io/serviceAccount.name',
+  ephemeral: 'csi.storage.k8s.io/ephemeral',
+} as const
+
+/** Everything the kubelet adds lives under this prefix; it is not a user attribute. */
+const KUBELET_PREFIX = 'csi.storage.k8s.io/'
+
+const SINGLE_NODE_MODES = new Set(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER'])
+
+export type AttributeParser = (attributes: Record<string, string>, pod: PodInfo) => ParseResult
+
+export function validatePublishRequest(
+  req: NodePublishVolumeRequest__Output,
+  parseAttributes: AttributeParser,
+  driverName = 'csi.cert-manager.io',
+): PublishRequest {
+  const volumeId = checkVolumeId(req.volume_id)
+  const targetPath = checkTargetPath(req.target_path)
+
+  const cap = req.volume_capability
+  if (cap === null || cap === undefined) throw new InvalidArgumentError('volume_capability is required')
+  if (cap.block !== null && cap.block !== undefined) {
+    throw new InvalidArgumentError(`block access is not supported: ${driverName} provides files, request a mount (filesystem) volume`)
+  }
+  if (cap.mount === null || cap.mount === undefined) {
+    throw new InvalidArgumentError('volume_capability must request mount access')
+  }
+  const mode = cap.access_mode?.mode ?? 'UNKNOWN'
+  if (!SINGLE_NODE_MODES.has(mode)) {
+    throw new InvalidArgumentError(
+      `access mode ${mode} is not supported: ${driverName} volumes belong to one pod on one node (use a single-node access mode)`,
+    )
+  }
+
+  const ctx = req.volume_context ?? {}
+  const ephemeral = ctx[POD_INFO_KEYS.ephemeral]
+  if (ephemeral === undefined && ctx[POD_INFO_KEYS.name] === undefined) {
+    // The kubelet sends the ephemeral flag only together with pod info, so
+    // both missing means the CSIDriver object is not set up for us.
+    throw missingPodInfo(driverName, Object.values(POD_INFO_KEYS))
+  }
+  if (ephemeral !== 'true') {
+    throw new InvalidArgumentError(
+      `${driverName} only supports inline ephemeral volumes: declare it under pod.spec.volumes[].csi, not in a PersistentVolume`,
+    )
+  }
+  if (!req.readonly) {
+    throw new InvalidArgumentError('set readOnly: true on the csi volume in the pod spec')
+  }
+
+  const missing = [POD_INFO_KEYS.name, POD_INFO_KEYS.namespace, POD_INFO_KEYS.uid, POD_INFO_KEYS.serviceAccountName].filter(
+    (k) => (ctx[k] ?? '') === '',
+  )
+  if (missing.length > 0) throw missingPodInfo(driverName, missing)
+  const pod: PodInfo = {
+    name: ctx[POD_INFO_KEYS.name] as string,
+    namespace: ctx[POD_INFO_KEYS.namespace] as string,
+    uid: ctx[POD_INFO_KEYS.uid] as string,
+    serviceAccountName: ctx[POD_INFO_KEYS.serviceAccountName] as string,
+  }
+
+  const attributes = userAttributes(ctx)
+  const parsed = parseAttributes(attributes, pod)
+  if (!parsed.ok) throw InvalidArgumentError.fromIssues(parsed.issues)
+
+  return { volumeId, targetPath, readonly: true, pod, spec: parsed.spec, attributes }
+}
+
+export function validateUnpublishRequest(req: NodeUnpublishVolumeRequest__Output): { volumeId: string; targetPath: string } {
+  return { volumeId: checkVolumeId(req.volume_id), targetPath: checkTargetPath(req.target_path) }
+}
+
+/**
+ * The volume context minus what the kubelet adds. The service account token
+ * in particular must never reach the attribute parser, where unknown
+ * prefixed keys become CertificateRequest annotations.
+ */
+export function userAttributes(ctx: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(ctx).filter(([k]) => !k.startsWith(KUBELET_PREFIX)))
+}
+
+// The id ends up naming a directory under the data root: one path segment only.
+function checkVolumeId(id: string | undefined): string {
+  if (id === undefined || id === '') throw new InvalidArgumentError('volume_id is required')
+  if (id.includes('/') || id.includes('\0') || id === '.' || id === '..') {
+    throw new InvalidArgumentError(`volume_id "${id}" is not valid: it must not contain "/" or be "." or ".."`)
+  }
+  return id
+}
+
+function checkTargetPath(p: string | undefined): string {
+  if (p === undefined || p === '') throw new InvalidArgumentError('target_path is required')
+  if (!isAbsolute(p) || p.includes('\0')) throw new InvalidArgumentError(`target_path "${p}" must be an absolute path`)
+  return p
+}
+
+function missingPodInfo(driverName: string, keys: readonly string[]): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `the kubelet sent no pod information (missing ${keys.join(', ')}): the CSIDriver object ${driverName} needs podInfoOnMount: true`,
+  )
+}

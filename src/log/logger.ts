@@ -1,0 +1,95 @@
+// The logger factory. Redaction lives here, in the logger itself, so that no
+// caller can print a secret by accident: whatever object a line carries, the
+// paths below are censored before it is serialised.
+
+import pino, { type DestinationStream, type Logger } from 'pino'
+import type { LogFormat, LogLevel } from '../config/flags.js'
+
+export type { Logger }
+
+export const REDACTED = '[REDACTED]'
+
+// Keys whose value is secret wherever they appear.
+const SECRET_KEYS = [
+  // PKCS#12 keystore password, as a volume attribute (volume_context / attributes).
+  '["csi.cert-manager.io/pkcs12-password"]',
+  // Service account tokens the kubelet passes when the CSIDriver asks for them.
+  '["csi.storage.k8s.io/serviceAccount.tokens"]',
+  // CSI secrets maps (NodePublishVolume, NodeStageVolume, NodeExpandVolume).
+  'secrets',
+  // Private key material, and the parsed keystore password (spec.pkcs12.password).
+  'key',
+  'privateKey',
+  'keyPem',
+  'password',
+]
+
+// pino's wildcards match exactly one level, so each key is listed at every
+// depth a handler is likely to log it: `req.volume_context[...]` is depth 2,
+// `call.req.volume_context[...]` depth 3.
+const MAX_DEPTH = 4
+
+function join(prefix: string, key: string): string {
+  if (prefix === '') return key
+  return key.startsWith('[') ? `${prefix}${key}` : `${prefix}.${key}`
+}
+
+export const REDACT_PATHS: readonly string[] = SECRET_KEYS.flatMap((key) =>
+  Array.from({ length: MAX_DEPTH + 1 }, (_, depth) => join(Array(depth).fill('*').join('.'), key)),
+)
+
+export interface LoggerOptions {
+  level: LogLevel
+  format: LogFormat
+  /** Where lines go; default: stderr, synchronously (no line lost on exit). */
+  destination?: DestinationStream
+  /** Milliseconds since the epoch; lets tests pin timestamps. */
+  now?: () => number
+  /** Fields on every line. */
+  base?: Record<string, unknown>
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const dest = opts.destination ?? pino.destination({ fd: 2, sync: true })
+  const now = opts.now ?? Date.now
+  return pino(
+    {
+      level: opts.level,
+      base: opts.base ?? null,
+      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      timestamp: () => `,"time":"${new Date(now()).toISOString()}"`,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    opts.format === 'text' ? textStream(dest) : dest,
+  )
+}
+
+/**
+ * Turns pino's JSON lines into `time LEVEL msg key=value ...`. Redaction has
+ * already happened: this only reformats what pino serialised.
+ */
+function textStream(dest: DestinationStream): DestinationStream {
+  return {
+    write(line: string) {
+      dest.write(formatText(line))
+    },
+  }
+}
+
+export function formatText(line: string): string {
+  let rec: Record<string, unknown>
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return line
+  }
+  const { time, level, msg, ...rest } = rec
+  const head = [String(time ?? ''), String(level ?? '').toUpperCase().padEnd(5), String(msg ?? '')]
+  const fields = Object.entries(rest).map(([k, v]) => `${k}=${fieldValue(v)}`)
+  return `${[...head, ...fields].join(' ')}\n`
+}
+
+function fieldValue(v: unknown): string {
+  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)
+  return JSON.stringify(v)
+}

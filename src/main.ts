@@ -1,0 +1,92 @@
+// Entry point: flags → logger → CSI server, then wait for SIGTERM/SIGINT.
+// Wiring only; everything with logic lives in the modules it imports.
+
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseFlags } from './config/flags.js'
+import { createIdentityService, dataRootReadiness } from './csi/identity.js'
+import { UnavailablePublisher, createNodeService } from './csi/node.js'
+import { CsiServer } from './csi/server.js'
+import { FlagError, FlagExit } from './errors.js'
+import { createLogger } from './log/logger.js'
+
+const PROGRAM = 'cert-manager-csi-driver'
+
+async function main(argv: string[]): Promise<number> {
+  const version = readVersion()
+  let config
+  try {
+    config = parseFlags(argv, version)
+  } catch (err) {
+    if (err instanceof FlagExit) {
+      process.stdout.write(err.output)
+      return 0
+    }
+    if (err instanceof FlagError) {
+      process.stderr.write(`${PROGRAM}: error: ${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat })
+  logger.info({ version, node_id: config.nodeId, driver_name: config.driverName, data_root: config.dataRoot }, 'starting')
+
+  const server = new CsiServer({
+    socketPath: config.socketPath,
+    logger,
+    identity: createIdentityService({
+      driverName: config.driverName,
+      version,
+      readiness: dataRootReadiness(config.dataRoot),
+    }),
+    node: createNodeService({
+      nodeId: config.nodeId,
+      driverName: config.driverName,
+      publisher: new UnavailablePublisher(),
+      publishTimeoutMs: config.publishTimeoutMs,
+    }),
+  })
+  try {
+    await server.start()
+  } catch (err) {
+    logger.error({ err }, 'CSI server failed to start')
+    return 1
+  }
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve)
+    process.once('SIGINT', resolve)
+  })
+  logger.info({ signal }, 'shutting down')
+  // A second signal means "now": cut the in-flight calls short.
+  const force = () => {
+    logger.warn('second signal: stopping immediately')
+    server.kill()
+  }
+  process.once('SIGTERM', force)
+  process.once('SIGINT', force)
+  await server.stop()
+  return 0
+}
+
+// package.json is two levels up from src/main.ts (tsx) and three from dist/src/main.js.
+function readVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(fileURLToPath(new URL(rel, import.meta.url)), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === PROGRAM && pkg.version) return pkg.version
+    } catch {
+      // try the next location
+    }
+  }
+  return '0.0.0-unknown'
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`${PROGRAM}: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  },
+)
