@@ -1,0 +1,138 @@
+// Reading raw attribute values for spec.ts: presence, emptiness, pod
+// variables, comma lists and booleans, each problem recorded as an issue so
+// the caller can carry on and report everything in one go.
+
+import type { AttributeIssue, PodInfo } from './types.js'
+import { IssueCode, POD_VARIABLES } from './attributes.js'
+
+/** Parsing state: the input and the issues found so far. */
+export interface Reader {
+  readonly attributes: Readonly<Record<string, string>>
+  readonly pod: PodInfo
+  readonly issues: AttributeIssue[]
+}
+
+/**
+ * A read value: undefined when the attribute is absent (apply the default),
+ * null when present but unusable (already reported: skip checks that depend
+ * on it, so one mistake is not reported three times).
+ */
+export type Read<T> = T | undefined | null
+
+export function report(r: Reader, attribute: string, code: IssueCode, message: string): void {
+  r.issues.push({ attribute, code, message })
+}
+
+export function has(r: Reader, key: string): boolean {
+  return Object.hasOwn(r.attributes, key)
+}
+
+/** Quotes a value for a message, cut short so a huge value cannot flood a gRPC status. */
+export function quote(value: string): string {
+  return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value)
+}
+
+interface ScalarOptions {
+  /** Expand ${POD_NAME} and friends. */
+  expand?: boolean
+  /** Keep surrounding whitespace (passwords, RFC 4514 escapes like "CN=a\ "). */
+  raw?: boolean
+}
+
+/** A single value; whitespace-only counts as empty, which is an issue, not "absent". */
+export function scalar(r: Reader, key: string, options: ScalarOptions = {}): Read<string> {
+  if (!has(r, key)) return undefined
+  const given = r.attributes[key]!
+  if (given.trim() === '') {
+    report(r, key, IssueCode.emptyValue, 'is empty; remove the attribute to use the default, or give a value')
+    return null
+  }
+  const value = options.raw ? given : given.trim()
+  return options.expand ? expand(r, key, value) : value
+}
+
+/**
+ * A comma-separated list: items trimmed, empty items and duplicates are
+ * issues. `identity` maps an item to what makes two items the same.
+ */
+export function list(
+  r: Reader,
+  key: string,
+  options: { expand?: boolean; identity?: (item: string) => string } = {},
+): Read<string[]> {
+  const value = scalar(r, key, { expand: options.expand })
+  if (value === undefined || value === null) return value
+  const items = value.split(',').map((item) => item.trim())
+  let ok = true
+  items.forEach((item, index) => {
+    if (item === '') {
+      report(r, key, IssueCode.emptyItem, `item ${index + 1} of ${quote(value)} is empty; separate items with single commas`)
+      ok = false
+    }
+  })
+  const seen = new Set<string>()
+  for (const item of items) {
+    if (item === '') continue
+    const id = options.identity ? options.identity(item) : item
+    if (seen.has(id)) {
+      report(r, key, IssueCode.duplicateItem, `${quote(item)} is listed more than once`)
+      ok = false
+    }
+    seen.add(id)
+  }
+  return ok ? items : null
+}
+
+/** Exactly "true" or "false", any case: "yes", "1" and "on" are mistakes, not booleans. */
+export function bool(r: Reader, key: string, fallback: boolean): Read<boolean> {
+  const value = scalar(r, key)
+  if (value === undefined || value === null) return value === undefined ? fallback : null
+  const lower = value.toLowerCase()
+  if (lower === 'true') return true
+  if (lower === 'false') return false
+  report(r, key, IssueCode.invalidBoolean, `${quote(value)} is not a boolean: use "true" or "false"`)
+  return null
+}
+
+const KNOWN_VARIABLES = POD_VARIABLES.map((v) => `\${${v}}`).join(', ')
+
+/**
+ * Replaces ${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID} and
+ * ${SERVICE_ACCOUNT_NAME}. Only the braced form is a variable, so a "$" in a
+ * subject stays literal; a bare "$POD_NAME" (which Go's os.Expand, used by
+ * cert-manager's own driver, would expand) is reported rather than kept.
+ */
+export function expand(r: Reader, key: string, value: string): Read<string> {
+  const values: Record<(typeof POD_VARIABLES)[number], string> = {
+    POD_NAME: r.pod.name,
+    POD_NAMESPACE: r.pod.namespace,
+    POD_UID: r.pod.uid,
+    SERVICE_ACCOUNT_NAME: r.pod.serviceAccountName,
+  }
+  let ok = true
+  const bare = /\$([A-Za-z_][A-Za-z0-9_]*)/g
+  for (const m of value.matchAll(bare)) {
+    if ((POD_VARIABLES as readonly string[]).includes(m[1]!)) {
+      report(r, key, IssueCode.unbracedVariable, `$${m[1]} is not expanded: write \${${m[1]}}`)
+      ok = false
+    }
+  }
+  const expanded = value.replace(/\$\{([^}]*)\}/g, (whole, name: string) => {
+    if (!Object.hasOwn(values, name)) {
+      report(r, key, IssueCode.unknownVariable, `unknown variable \${${name}}; known variables: ${KNOWN_VARIABLES}`)
+      ok = false
+      return whole
+    }
+    const replacement = values[name as keyof typeof values]
+    if (replacement === '') {
+      report(r, key, IssueCode.emptyVariable, `variable \${${name}} is empty for this pod (the CSIDriver needs podInfoOnMount: true)`)
+      ok = false
+    }
+    return replacement
+  })
+  if (/\$\{[^}]*$/.test(expanded)) {
+    report(r, key, IssueCode.unterminatedVariable, `${quote(value)} has a "\${" without its closing "}"`)
+    ok = false
+  }
+  return ok ? expanded : null
+}
