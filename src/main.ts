@@ -9,6 +9,7 @@ import { UnavailablePublisher, createNodeService } from './csi/node.js'
 import { CsiServer } from './csi/server.js'
 import { FlagError, FlagExit } from './errors.js'
 import { createLogger } from './log/logger.js'
+import { startDriver, type RunningDriver } from './driver.js'
 
 const PROGRAM = 'cert-manager-csi-driver'
 
@@ -32,18 +33,32 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: config.logLevel, format: config.logFormat })
   logger.info({ version, node_id: config.nodeId, driver_name: config.driverName, data_root: config.dataRoot }, 'starting')
 
+  // Without a Kubernetes API there is nothing to issue with: serve the
+  // Identity service and refuse publishes rather than fail to start.
+  let driver: RunningDriver | undefined
+  if (config.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
+    try {
+      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances }, logger)
+    } catch (err) {
+      logger.error({ err }, 'reconciler failed to start')
+      return 1
+    }
+  } else {
+    logger.warn('no --kubeconfig and not in a cluster: publishes will be refused')
+  }
+
   const server = new CsiServer({
     socketPath: config.socketPath,
     logger,
     identity: createIdentityService({
       driverName: config.driverName,
       version,
-      readiness: dataRootReadiness(config.dataRoot),
+      readiness: driver ? driver.ready : dataRootReadiness(config.dataRoot),
     }),
     node: createNodeService({
       nodeId: config.nodeId,
       driverName: config.driverName,
-      publisher: new UnavailablePublisher(),
+      publisher: driver?.publisher ?? new UnavailablePublisher(),
       publishTimeoutMs: config.publishTimeoutMs,
     }),
   })
@@ -67,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', force)
   process.once('SIGINT', force)
   await server.stop()
+  await driver?.stop()
   return 0
 }
 

@@ -1,0 +1,99 @@
+// Assembles the reconciling driver: store, informer, queue, reconciler and
+// the publisher the CSI Node service calls. main.ts only passes config in.
+import { KubeConfig } from '@kubernetes/client-node'
+import { access, constants } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { VolumeStore } from './state/store.js'
+import { Mounter } from './host/mounts.js'
+import { writeAtomically, readPublished, clearPublished } from './host/atomic-dir.js'
+import { KubeRequestClient } from './kube/requests.js'
+import { RequestInformer } from './kube/request-informer.js'
+import { KubeEventRecorder } from './kube/events.js'
+import { WorkQueue, type Backoff } from './reconcile/queue.js'
+import { Semaphore } from './reconcile/semaphore.js'
+import { Reconciler } from './reconcile/reconciler.js'
+import { ReconcilingPublisher } from './reconcile/publisher.js'
+import { validateRecord, type VolumeRecord } from './reconcile/record.js'
+
+export interface DriverConfig {
+  nodeId: string
+  dataRoot: string
+  kubeconfig?: string
+  maxConcurrentIssuances: number
+  /** Backoff after a terminal failure (denied, failed) before a new request. */
+  failureBackoff?: Backoff
+  workers?: number
+}
+
+export interface RunningDriver {
+  publisher: ReconcilingPublisher
+  reconciler: Reconciler
+  ready(): Promise<boolean>
+  stop(): Promise<void>
+}
+
+export function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig()
+  if (path) kc.loadFromFile(path)
+  else kc.loadFromCluster()
+  return kc
+}
+
+export async function startDriver(config: DriverConfig, logger: Logger): Promise<RunningDriver> {
+  const kc = loadKubeConfig(config.kubeconfig)
+  const mounter = new Mounter()
+  // Key material never touches a disk: the data root is (or becomes) tmpfs.
+  const tmpfs = await mounter.ensureTmpfs(config.dataRoot)
+  logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')
+
+  const store = new VolumeStore<VolumeRecord>({
+    dataRoot: config.dataRoot,
+    validate: validateRecord,
+    logger,
+    onCorrupt: (path, err) => logger.error({ path, err: String(err) }, 'corrupt volume record set aside'),
+  })
+  const requests = new KubeRequestClient(kc)
+  const events = new KubeEventRecorder(kc, config.nodeId, logger)
+  let queue: WorkQueue | undefined
+  const enqueue = (volumeId: string): void => queue?.add(volumeId)
+  const informer = new RequestInformer({ kc, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId) })
+  const reconciler = new Reconciler({
+    nodeId: config.nodeId,
+    store,
+    requests,
+    cache: informer,
+    mounter,
+    files: { write: writeAtomically, read: readPublished, clear: clearPublished },
+    events,
+    logger,
+    now: Date.now,
+    random: Math.random,
+    issuance: new Semaphore(config.maxConcurrentIssuances),
+    failureBackoff: config.failureBackoff ?? { baseMs: 30_000, maxMs: 60 * 60_000, jitter: 0.2 },
+  })
+  queue = new WorkQueue({
+    workers: config.workers ?? 16,
+    reconcile: volumeId => reconciler.reconcile(volumeId),
+    onError: (volumeId, err, retryInMs) => logger.warn({ volumeId, err: String(err), retryInMs }, 'reconcile failed; will retry'),
+  })
+
+  await informer.start()
+  queue.start()
+  // A restart resumes every volume from the store.
+  const records = await store.list()
+  for (const r of records) queue.add(r.volumeId)
+  logger.info({ volumes: records.length }, 'recovered volumes from the store')
+  const closeWatch = await store.watch(volumeId => volumeId && queue?.add(volumeId))
+
+  return {
+    reconciler,
+    publisher: new ReconcilingPublisher({ nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now }),
+    ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
+    stop: async () => {
+      await closeWatch()
+      await queue?.shutdown()
+      await informer.stop()
+    },
+  }
+}

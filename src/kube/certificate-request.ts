@@ -1,0 +1,156 @@
+// cert-manager.io/v1 CertificateRequest: how we build one for a volume and
+// how we read one back. Pure: no API calls here.
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+import type { PodInfo, VolumeSpec } from '../volume/types.js'
+
+export const CR_GROUP = 'cert-manager.io'
+export const CR_VERSION = 'v1'
+export const CR_PLURAL = 'certificaterequests'
+
+export const LABEL_NODE = 'csi.cert-manager.io/node'
+export const LABEL_VOLUME = 'csi.cert-manager.io/volume'
+export const ANNOTATION_VOLUME_ID = 'csi.cert-manager.io/volume-id'
+export const ANNOTATION_NODE_ID = 'csi.cert-manager.io/node-id'
+
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
+
+/** A node name when it is a valid label value, else a stable hash of it. */
+export function nodeLabelValue(nodeId: string): string {
+  return nodeId.length <= 63 && LABEL_VALUE.test(nodeId) ? nodeId : `h-${sha256(nodeId).slice(0, 40)}`
+}
+
+/** Kubelet volume ids ("csi-" + 64 hex) exceed a label's 63 characters: always hash; 128 bits do not collide. */
+export function volumeLabelValue(volumeId: string): string {
+  return sha256(volumeId).slice(0, 32)
+}
+
+/**
+ * Deterministic per (volume, generation): a retry after a lost response or a
+ * restart finds the request it already made instead of making a second one.
+ */
+export function requestName(pod: PodInfo, volumeId: string, generation: number): string {
+  const suffix = `-${sha256(volumeId).slice(0, 12)}-${generation}`
+  return pod.name.slice(0, 253 - suffix.length).replace(/[.-]+$/, '') + suffix
+}
+
+export interface RequestInput {
+  name: string
+  volumeId: string
+  nodeId: string
+  pod: PodInfo
+  spec: VolumeSpec
+  csrPem: string
+}
+
+export function goDuration(ms: number): string {
+  // cert-manager parses Go durations; whole seconds are all it needs.
+  return `${Math.max(1, Math.round(ms / 1000))}s`
+}
+
+export function buildCertificateRequest(input: RequestInput): object {
+  const { spec, pod } = input
+  return {
+    apiVersion: `${CR_GROUP}/${CR_VERSION}`,
+    kind: 'CertificateRequest',
+    metadata: {
+      name: input.name,
+      namespace: pod.namespace,
+      labels: {
+        [LABEL_NODE]: nodeLabelValue(input.nodeId),
+        [LABEL_VOLUME]: volumeLabelValue(input.volumeId),
+      },
+      annotations: {
+        ...spec.annotations,
+        [ANNOTATION_VOLUME_ID]: input.volumeId,
+        [ANNOTATION_NODE_ID]: input.nodeId,
+      },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid, controller: false, blockOwnerDeletion: false }],
+    },
+    spec: {
+      request: Buffer.from(input.csrPem).toString('base64'),
+      issuerRef: { name: spec.issuer.name, kind: spec.issuer.kind, group: spec.issuer.group },
+      duration: goDuration(spec.durationMs),
+      isCA: spec.isCA,
+      usages: spec.usages,
+    },
+  }
+}
+
+const conditionSchema = z.object({
+  type: z.string(),
+  status: z.string(),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+})
+
+// The API hands custom objects back as `any`: take only what we read, checked.
+export const certificateRequestSchema = z.object({
+  metadata: z.object({
+    name: z.string(),
+    namespace: z.string(),
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    creationTimestamp: z.union([z.string(), z.date()]).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+  }),
+  spec: z.object({
+    issuerRef: z.object({ name: z.string(), kind: z.string().optional(), group: z.string().optional() }),
+  }).passthrough(),
+  status: z.object({
+    certificate: z.string().optional(),
+    ca: z.string().optional(),
+    conditions: z.array(conditionSchema).optional(),
+    failureTime: z.string().optional(),
+  }).optional(),
+}).passthrough()
+
+export type CertificateRequest = z.infer<typeof certificateRequestSchema>
+
+export type RequestPhase = 'awaiting-approval' | 'pending' | 'issued' | 'denied' | 'failed' | 'invalid'
+
+export interface RequestState {
+  phase: RequestPhase
+  /** Why, in words an operator understands. */
+  message: string
+  certificatePem?: string
+  caPem?: string
+  terminal: boolean
+}
+
+const decode = (b64: string | undefined): string | undefined => (b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined)
+
+/** Reads a CertificateRequest's conditions into the one fact the reconciler needs. */
+export function requestState(cr: CertificateRequest): RequestState {
+  const cond = (type: string): z.infer<typeof conditionSchema> | undefined => cr.status?.conditions?.find(c => c.type === type)
+  const ready = cond('Ready')
+  const issuer = cr.spec.issuerRef
+  const denied = cond('Denied')
+  if (denied?.status === 'True') {
+    return { phase: 'denied', terminal: true, message: `request denied${denied.reason ? ` (${denied.reason})` : ''}: ${denied.message ?? 'no reason given'}` }
+  }
+  const invalid = cond('InvalidRequest')
+  if (invalid?.status === 'True') {
+    return { phase: 'invalid', terminal: true, message: `request invalid: ${invalid.message ?? invalid.reason ?? 'no reason given'}` }
+  }
+  if (ready?.status === 'True' && cr.status?.certificate) {
+    const caPem = decode(cr.status.ca)
+    return { phase: 'issued', terminal: true, message: 'issued', certificatePem: decode(cr.status.certificate)!, ...(caPem ? { caPem } : {}) }
+  }
+  if (ready?.status === 'False' && ready.reason === 'Failed') {
+    return { phase: 'failed', terminal: true, message: `request failed: ${ready.message ?? 'no reason given'}` }
+  }
+  if (cond('Approved')?.status !== 'True') {
+    return { phase: 'awaiting-approval', terminal: false, message: 'waiting for approval of the CertificateRequest' }
+  }
+  const kind = issuer.kind ?? 'Issuer'
+  if (ready?.message && /not found/.test(ready.message)) {
+    const where = kind === 'ClusterIssuer' ? '' : ` in namespace "${cr.metadata.namespace}"`
+    return { phase: 'pending', terminal: false, message: `waiting for signature: ${kind} "${issuer.name}" not found${where}` }
+  }
+  return { phase: 'pending', terminal: false, message: `waiting for signature${ready?.message ? `: ${ready.message}` : ` from ${kind} "${issuer.name}"`}` }
+}

@@ -1,0 +1,67 @@
+// CertificateRequest API calls: create (adopting our own on a retry), delete,
+// list a volume's requests.
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node'
+import {
+  CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_VOLUME, ANNOTATION_VOLUME_ID,
+  certificateRequestSchema, volumeLabelValue, type CertificateRequest,
+} from './certificate-request.js'
+import { isConflict, isNotFound } from './errors.js'
+
+const crApi = { group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL }
+
+export interface RequestClient {
+  create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest>
+  get(namespace: string, name: string): Promise<CertificateRequest | undefined>
+  delete(namespace: string, name: string): Promise<void>
+  listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]>
+}
+
+export class KubeRequestClient implements RequestClient {
+  private readonly api: CustomObjectsApi
+
+  constructor(kc: KubeConfig) {
+    this.api = kc.makeApiClient(CustomObjectsApi)
+  }
+
+  async create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest> {
+    try {
+      return certificateRequestSchema.parse(await this.api.createNamespacedCustomObject({ ...crApi, namespace, body }))
+    } catch (err) {
+      if (!isConflict(err)) throw err
+      // Our deterministic name already exists: a retry of a create whose
+      // answer was lost, or one made before a restart. Adopt it if it is ours.
+      const name = (body as { metadata: { name: string } }).metadata.name
+      const existing = await this.get(namespace, name)
+      if (!existing) throw err
+      if (existing.metadata.annotations?.[ANNOTATION_VOLUME_ID] !== volumeId) {
+        throw new Error(`CertificateRequest ${namespace}/${name} already exists and belongs to another volume`)
+      }
+      return existing
+    }
+  }
+
+  async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
+    try {
+      return certificateRequestSchema.parse(await this.api.getNamespacedCustomObject({ ...crApi, namespace, name }))
+    } catch (err) {
+      if (isNotFound(err)) return undefined
+      throw err
+    }
+  }
+
+  async delete(namespace: string, name: string): Promise<void> {
+    try {
+      await this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name })
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+    }
+  }
+
+  async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
+    const list = (await this.api.listNamespacedCustomObject({
+      ...crApi, namespace, labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}`,
+    })) as { items?: unknown[] }
+    return (list.items ?? []).map(item => certificateRequestSchema.parse(item))
+      .filter(cr => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID] === volumeId)
+  }
+}

@@ -1,0 +1,80 @@
+// The CSI side of the reconciler: NodePublishVolume and NodeUnpublishVolume
+// only record desired state, enqueue the volume, and wait for the reconciler
+// to report it ready (or gone). They never touch keys, requests or mounts.
+import type { VolumePublisher, PublishRequest } from '../csi/node.js'
+import { DeadlineExceededError, FailedPreconditionError } from '../errors.js'
+import type { VolumeRecord } from './record.js'
+import type { Reconciler, RecordStore, VolumeStatus } from './reconciler.js'
+
+export interface PublisherDeps {
+  nodeId: string
+  store: RecordStore
+  enqueue: (volumeId: string) => void
+  reconciler: Pick<Reconciler, 'status' | 'watchStatus'>
+  now: () => number
+}
+
+export class ReconcilingPublisher implements VolumePublisher {
+  constructor(private readonly d: PublisherDeps) {}
+
+  async publish(req: PublishRequest, signal: AbortSignal): Promise<void> {
+    // requiresRepublish calls this every minute or so per volume: answer from memory.
+    if (this.d.reconciler.status(req.volumeId)?.ready) {
+      const known = await this.d.store.load(req.volumeId)
+      if (known?.desired === 'published' && known.targetPath === req.targetPath) return
+    }
+    const existing = await this.d.store.load(req.volumeId)
+    if (!existing || existing.desired !== 'published' || existing.targetPath !== req.targetPath) {
+      const record: VolumeRecord = {
+        ...(existing ?? { generation: 0, createdAt: new Date(this.d.now()).toISOString() }),
+        version: 1,
+        volumeId: req.volumeId,
+        targetPath: req.targetPath,
+        nodeId: this.d.nodeId,
+        pod: req.pod,
+        attributes: req.attributes,
+        desired: 'published',
+      }
+      await this.d.store.save(record)
+    }
+    await this.waitFor(req.volumeId, signal, s => {
+      if (s.ready) return true
+      if (s.failed) throw new FailedPreconditionError(s.message)
+      return false
+    }, last => `volume ${req.volumeId} not ready yet: ${last ?? 'waiting for the reconciler'}; the kubelet will retry`)
+  }
+
+  async unpublish(volumeId: string): Promise<void> {
+    const record = await this.d.store.load(volumeId)
+    if (!record) return
+    if (record.desired !== 'unpublished') await this.d.store.save({ ...record, desired: 'unpublished' })
+    const signal = AbortSignal.timeout(60_000)
+    await this.waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)
+  }
+
+  /** Subscribes before enqueueing so no status change can slip between the two. */
+  private waitFor(volumeId: string, signal: AbortSignal, done: (s: VolumeStatus) => boolean, timeoutMessage: (last?: string) => string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let last: string | undefined
+      const finish = (err?: unknown): void => {
+        unsubscribe()
+        signal.removeEventListener('abort', onAbort)
+        if (err) reject(err)
+        else resolve()
+      }
+      const check = (s: VolumeStatus): void => {
+        last = s.message
+        try {
+          if (done(s)) finish()
+        } catch (err) {
+          finish(err)
+        }
+      }
+      const onAbort = (): void => finish(new DeadlineExceededError(timeoutMessage(last)))
+      const unsubscribe = this.d.reconciler.watchStatus(volumeId, check)
+      signal.addEventListener('abort', onAbort, { once: true })
+      if (signal.aborted) return onAbort()
+      this.d.enqueue(volumeId)
+    })
+  }
+}

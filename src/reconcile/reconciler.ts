@@ -1,0 +1,357 @@
+// The one writer: observes a volume (record, keys, CertificateRequest,
+// files, mount), asks the planner for the next step, performs it, and
+// repeats until the planner says wait. Everything else only enqueues.
+import { X509Certificate } from 'node:crypto'
+import { access, readFile, rm, rmdir, writeFile, rename } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Logger } from 'pino'
+import type { VolumeSpec } from '../volume/types.js'
+import { parseVolumeAttributes } from '../volume/spec.js'
+import { generatePrivateKey, encodePrivateKeyPem, parsePrivateKeyPem, publicKeyMatches } from '../pki/keys.js'
+import { buildCsrPem } from '../pki/csr.js'
+import { buildCertificateRequest, requestName, requestState, type CertificateRequest } from '../kube/certificate-request.js'
+import type { RequestClient } from '../kube/requests.js'
+import type { RequestCache } from '../kube/request-informer.js'
+import type { EventRecorder, ObjectRef } from '../kube/events.js'
+import { apiMessage } from '../kube/errors.js'
+import { nextStep, type Observation, type Step } from './plan.js'
+import type { VolumeRecord } from './record.js'
+import { renewalTime } from './renewal.js'
+import { backoffDelay, type Backoff } from './queue.js'
+import { renderDeterministic, renderKeystore, isFresh, sha256, type StoredCertificate } from './render.js'
+import type { Semaphore } from './semaphore.js'
+
+export interface RecordStore {
+  volumeDir(volumeId: string): string
+  load(volumeId: string): Promise<VolumeRecord | undefined>
+  save(record: VolumeRecord): Promise<void>
+  remove(volumeId: string): Promise<void>
+}
+
+export interface MountOps {
+  isMountPoint(path: string): Promise<boolean>
+  bindReadOnly(source: string, target: string): Promise<void>
+  unmount(target: string): Promise<void>
+}
+
+export interface PublishedDir {
+  write(dir: string, files: { name: string; data: Buffer; mode: number }[], owner?: { uid: number; gid: number }): Promise<void>
+  read(dir: string): Promise<Map<string, Buffer> | undefined>
+  clear(dir: string): Promise<void>
+}
+
+export interface VolumeStatus {
+  ready: boolean
+  message: string
+  /** A terminal failure is recorded and no request is in flight: waiting will not help soon. */
+  failed: boolean
+  /** The record is gone (unpublished or never published). */
+  gone: boolean
+}
+
+export interface ReconcilerDeps {
+  nodeId: string
+  store: RecordStore
+  requests: RequestClient
+  cache: RequestCache
+  mounter: MountOps
+  files: PublishedDir
+  events: EventRecorder
+  logger: Logger
+  now: () => number
+  random: () => number
+  /** Caps concurrent key generation and request creation on this node. */
+  issuance: Semaphore
+  failureBackoff: Backoff
+  onIssued?: (volumeId: string, renewal: boolean, latencyMs: number) => void
+  onFailure?: (volumeId: string, renewal: boolean, reason: string) => void
+}
+
+const MAX_STEPS = 25
+
+export class Reconciler {
+  private readonly statuses = new Map<string, VolumeStatus>()
+  private readonly listeners = new Map<string, Set<(s: VolumeStatus) => void>>()
+
+  constructor(private readonly d: ReconcilerDeps) {}
+
+  status(volumeId: string): VolumeStatus | undefined {
+    return this.statuses.get(volumeId)
+  }
+
+  /** Calls fn with every status this volume reaches, until the returned function is called. */
+  watchStatus(volumeId: string, fn: (s: VolumeStatus) => void): () => void {
+    let set = this.listeners.get(volumeId)
+    if (!set) this.listeners.set(volumeId, (set = new Set()))
+    set.add(fn)
+    return () => {
+      set.delete(fn)
+      if (set.size === 0) this.listeners.delete(volumeId)
+    }
+  }
+
+  async reconcile(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
+    let record = await this.d.store.load(volumeId)
+    const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
+    try {
+      for (let i = 0; i < MAX_STEPS && record; i++) {
+        const parsed = parseVolumeAttributes(record.attributes, record.pod)
+        const spec = parsed.ok ? parsed.spec : undefined
+        const obs = await this.observe(record, spec, parsed.ok ? undefined : `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}`)
+        const step = nextStep(obs)
+        if (step.kind === 'wait') {
+          this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false })
+          return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
+        }
+        log.debug({ step: step.kind }, 'reconcile step')
+        const next = await this.apply(step, record, spec!, log)
+        if (next === 'stop') return
+        record = next
+      }
+      if (record) throw new Error(`volume did not converge within ${MAX_STEPS} steps`)
+      this.setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
+    } catch (err) {
+      const current = this.statuses.get(volumeId)
+      this.setStatus(volumeId, { ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
+      throw err
+    }
+  }
+
+  private setStatus(volumeId: string, s: VolumeStatus): void {
+    if (s.gone) this.statuses.delete(volumeId)
+    else this.statuses.set(volumeId, s)
+    for (const fn of this.listeners.get(volumeId) ?? []) fn(s)
+  }
+
+  // ---- observation ------------------------------------------------------
+
+  private paths(volumeId: string): { dir: string; pendingKey: string; current: string; published: string } {
+    const dir = this.d.store.volumeDir(volumeId)
+    return { dir, pendingKey: join(dir, 'pending-key.pem'), current: join(dir, 'current'), published: join(dir, 'published') }
+  }
+
+  private async readStored(volumeId: string): Promise<StoredCertificate | undefined> {
+    const files = await this.d.files.read(this.paths(volumeId).current)
+    const keyPem = files?.get('key.pem')?.toString()
+    const certificatePem = files?.get('cert.pem')?.toString()
+    if (!keyPem || !certificatePem) return undefined
+    const caPem = files?.get('ca.pem')?.toString()
+    return { keyPem, certificatePem, ...(caPem ? { caPem } : {}) }
+  }
+
+  private async observe(record: VolumeRecord, spec: VolumeSpec | undefined, invalidSpec: string | undefined): Promise<Observation> {
+    const p = this.paths(record.volumeId)
+    const now = this.d.now()
+    const stored = await this.readStored(record.volumeId).catch(() => undefined)
+    let current: Observation['current']
+    if (stored) {
+      try {
+        const cert = new X509Certificate(stored.certificatePem)
+        current = {
+          notBefore: Date.parse(cert.validFrom),
+          notAfter: Date.parse(cert.validTo),
+          keyMatches: publicKeyMatches(parsePrivateKeyPem(stored.keyPem), stored.certificatePem),
+        }
+      } catch {
+        current = undefined // unreadable: treated as absent, and so re-issued
+      }
+    }
+    let request: Observation['request']
+    if (record.request && this.d.cache.synced) {
+      const cr = this.d.cache.get(record.pod.namespace, record.request.name)
+      request = cr ? requestState(cr) : 'missing'
+    }
+    const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName])
+    const staleRequests = this.d.cache.forVolume(record.volumeId)
+      .filter(cr => !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp)
+      .map(cr => cr.metadata.name)
+    const publishedFresh = stored !== undefined && spec !== undefined &&
+      isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256)
+    return {
+      now,
+      record,
+      ...(invalidSpec ? { invalidSpec } : {}),
+      disableAutoRenew: spec?.disableAutoRenew ?? true,
+      hasPendingKey: await exists(p.pendingKey),
+      ...(current ? { current } : {}),
+      ...(request !== undefined ? { request } : {}),
+      staleRequests,
+      publishedFresh,
+      mounted: await this.d.mounter.isMountPoint(record.targetPath),
+      targetParentExists: await exists(dirname(record.targetPath)),
+    }
+  }
+
+  // ---- effects ----------------------------------------------------------
+
+  private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger): Promise<VolumeRecord | undefined | 'stop'> {
+    const p = this.paths(record.volumeId)
+    switch (step.kind) {
+      case 'teardown':
+        await this.teardown(record, log, step.reason)
+        return undefined
+
+      case 'generateKey': {
+        const stored = spec.reusePrivateKey ? await this.readStored(record.volumeId) : undefined
+        const keyPem = stored?.keyPem ??
+          encodePrivateKeyPem(await this.d.issuance.run(() => generatePrivateKey(spec.key)), 'PKCS8')
+        // On tmpfs, and before any request names it: a restart resumes with this key.
+        await writeFileAtomic(p.pendingKey, keyPem)
+        return record
+      }
+
+      case 'createRequest': {
+        if (!record.request) {
+          const generation = record.generation + 1
+          record = { ...record, generation, request: { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined } }
+          await this.d.store.save(record)
+        }
+        const req = record.request!
+        const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
+        const created = await this.d.issuance.run(async () => {
+          const csrPem = await buildCsrPem(spec, key)
+          const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.d.nodeId, pod: record.pod, spec, csrPem })
+          return this.d.requests.create(record.pod.namespace, body, record.volumeId)
+        })
+        log.info({ request: req.name, generation: req.generation, renewal: req.renewal }, 'CertificateRequest created')
+        this.requestedAt.set(req.name, this.d.now())
+        // The informer reports its progress; nothing more to do until then.
+        const state = requestState(created)
+        this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false })
+        return 'stop'
+      }
+
+      case 'abandonRequest': {
+        log.warn({ request: record.request?.name, reason: step.reason }, 'abandoning CertificateRequest')
+        await this.d.requests.delete(record.pod.namespace, record.request!.name)
+        const { request: _dropped, ...rest } = record
+        await this.d.store.save(rest)
+        return rest
+      }
+
+      case 'acceptCertificate':
+        return this.accept(record, spec, step.certificatePem, step.caPem, log)
+
+      case 'recordFailure': {
+        const req = record.request!
+        const count = (record.failure?.count ?? 0) + 1
+        const now = this.d.now()
+        const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
+        const { request: _done, ...rest } = record
+        const next: VolumeRecord = { ...rest, failure: { reason: step.reason, message: step.message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }
+        await this.d.store.save(next)
+        const reason = req.renewal ? 'RenewalFailed' : 'IssuanceFailed'
+        log.warn({ request: req.name, reason: step.reason, retryInMs: retryAt - now }, step.message)
+        this.emit(record, req.name, 'Warning', reason, req.renewal ? 'Renew' : 'Issue', `${step.message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
+        this.d.onFailure?.(record.volumeId, req.renewal, step.reason)
+        return next
+      }
+
+      case 'deleteRequests':
+        for (const name of step.names) {
+          await this.d.requests.delete(record.pod.namespace, name)
+          log.info({ request: name }, 'deleted superseded CertificateRequest')
+        }
+        return 'stop' // the informer's delete events bring us back
+
+      case 'render': {
+        const stored = (await this.readStored(record.volumeId))!
+        const files = renderDeterministic(spec, stored)
+        const keystore = await renderKeystore(spec, stored)
+        if (keystore) files.push(keystore)
+        await this.d.files.write(p.published, files, spec.fsGroup === undefined ? undefined : { uid: 0, gid: spec.fsGroup })
+        const keystoreSha256 = keystore ? sha256(keystore.data) : undefined
+        if (keystoreSha256 !== record.keystoreSha256) {
+          const { keystoreSha256: _old, ...rest } = record
+          record = keystoreSha256 ? { ...rest, keystoreSha256 } : rest
+          await this.d.store.save(record)
+        }
+        log.debug('volume files written')
+        return record
+      }
+
+      case 'mount':
+        await this.d.mounter.bindReadOnly(p.published, record.targetPath)
+        log.info({ targetPath: record.targetPath }, 'volume mounted')
+        return record
+    }
+  }
+
+  private readonly requestedAt = new Map<string, number>()
+
+  private async accept(record: VolumeRecord, spec: VolumeSpec, certificatePem: string, caPem: string | undefined, log: Logger): Promise<VolumeRecord> {
+    const p = this.paths(record.volumeId)
+    const req = record.request!
+    const keyPem = await readFile(p.pendingKey, 'utf8')
+    if (!publicKeyMatches(parsePrivateKeyPem(keyPem), certificatePem)) {
+      const { request: _r, ...rest } = record
+      const now = this.d.now()
+      const failure = { reason: 'key-mismatch', message: `the certificate issued for ${req.name} does not match the volume's private key`, at: new Date(now).toISOString(), count: (record.failure?.count ?? 0) + 1, retryAt: new Date(now + backoffDelay(1, this.d.failureBackoff, this.d.random)).toISOString(), requestName: req.name }
+      await this.d.store.save({ ...rest, failure })
+      await rm(p.pendingKey, { force: true })
+      return { ...rest, failure }
+    }
+    const cert = new X509Certificate(certificatePem)
+    const notBefore = Date.parse(cert.validFrom)
+    const notAfter = Date.parse(cert.validTo)
+    const renewAt = renewalTime({ notBefore, notAfter }, spec.renewBeforeMs, this.d.random)
+    // Order matters for a crash at any point: the stored pair is swapped in
+    // one step, then the pending key goes, then the record says so.
+    await this.d.files.write(p.current, [
+      { name: 'key.pem', data: Buffer.from(keyPem), mode: 0o600 },
+      { name: 'cert.pem', data: Buffer.from(certificatePem), mode: 0o600 },
+      ...(caPem ? [{ name: 'ca.pem', data: Buffer.from(caPem), mode: 0o600 }] : []),
+    ])
+    await rm(p.pendingKey, { force: true })
+    const { request: _r, failure: _f, ...rest } = record
+    const next: VolumeRecord = {
+      ...rest,
+      issued: { requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString() },
+    }
+    await this.d.store.save(next)
+    const reason = req.renewal ? 'Renewed' : 'Issued'
+    const note = `certificate ${cert.serialNumber} valid until ${new Date(notAfter).toISOString()}; renewal at ${new Date(renewAt).toISOString()}`
+    log.info({ request: req.name, notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() }, reason === 'Issued' ? 'certificate issued' : 'certificate renewed')
+    this.emit(record, req.name, 'Normal', reason, req.renewal ? 'Renew' : 'Issue', note)
+    const started = this.requestedAt.get(req.name)
+    this.requestedAt.delete(req.name)
+    this.d.onIssued?.(record.volumeId, req.renewal, started === undefined ? 0 : this.d.now() - started)
+    return next
+  }
+
+  private async teardown(record: VolumeRecord, log: Logger, reason: string): Promise<void> {
+    const p = this.paths(record.volumeId)
+    await this.d.mounter.unmount(record.targetPath)
+    // The CSI spec has the plugin remove the target it created; a kubelet-made one may already be gone.
+    await rmdir(record.targetPath).catch(() => undefined)
+    await this.d.files.clear(p.published)
+    await this.d.files.clear(p.current)
+    await rm(p.pendingKey, { force: true })
+    // The API, not only the cache: a request the watch has not shown yet must not leak.
+    const names = new Set<string>([
+      ...this.d.cache.forVolume(record.volumeId).map(cr => cr.metadata.name),
+      ...(await this.d.requests.listForVolume(record.pod.namespace, record.volumeId)).map((cr: CertificateRequest) => cr.metadata.name),
+      ...(record.request ? [record.request.name] : []),
+    ])
+    for (const name of names) await this.d.requests.delete(record.pod.namespace, name)
+    await this.d.store.remove(record.volumeId)
+    log.info({ reason, deletedRequests: names.size }, 'volume torn down')
+  }
+
+  private emit(record: VolumeRecord, requestNameValue: string, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {
+    const cr: ObjectRef = { apiVersion: 'cert-manager.io/v1', kind: 'CertificateRequest', name: requestNameValue, namespace: record.pod.namespace }
+    const pod: ObjectRef = { apiVersion: 'v1', kind: 'Pod', name: record.pod.name, namespace: record.pod.namespace, uid: record.pod.uid }
+    this.d.events.record(cr, type, reason, action, note)
+    this.d.events.record(pod, type, reason, action, `${note} (CertificateRequest ${requestNameValue})`)
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false)
+}
+
+async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`
+  await writeFile(tmp, data, { mode: 0o600 })
+  await rename(tmp, path)
+}

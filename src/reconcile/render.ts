@@ -1,0 +1,62 @@
+// The files a volume shows its pod, derived from the stored key and
+// certificate and the volume's spec: names, key encoding, modes, keystore.
+import { createHash } from 'node:crypto'
+import type { VolumeSpec } from '../volume/types.js'
+import { encodePrivateKeyPem, parsePrivateKeyPem } from '../pki/keys.js'
+import { buildPkcs12 } from '../pki/pkcs12.js'
+
+export interface StoredCertificate {
+  /** PKCS#8 PEM: the store's own form, re-encoded per spec when rendered. */
+  keyPem: string
+  certificatePem: string
+  caPem?: string
+}
+
+export interface RenderedFile {
+  name: string
+  data: Buffer
+  mode: number
+}
+
+export const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex')
+
+/** 0400 for root, or 0440 with the pod's fs-group so a non-root pod can read. */
+export const fileMode = (spec: VolumeSpec): number => (spec.fsGroup === undefined ? 0o400 : 0o440)
+
+/** Every file except the keystore: byte-for-byte reproducible. */
+export function renderDeterministic(spec: VolumeSpec, stored: StoredCertificate): RenderedFile[] {
+  const mode = fileMode(spec)
+  const key = encodePrivateKeyPem(parsePrivateKeyPem(stored.keyPem), spec.key.encoding)
+  return [
+    { name: spec.files.privateKey, data: Buffer.from(key), mode },
+    { name: spec.files.certificate, data: Buffer.from(stored.certificatePem), mode },
+    { name: spec.files.ca, data: Buffer.from(stored.caPem ?? ''), mode },
+  ]
+}
+
+/** The keystore is salted at random: it is compared by the hash recorded when written. */
+export async function renderKeystore(spec: VolumeSpec, stored: StoredCertificate): Promise<RenderedFile | undefined> {
+  if (!spec.pkcs12) return undefined
+  const data = await buildPkcs12({
+    keyPem: stored.keyPem,
+    certificatePem: stored.certificatePem,
+    ...(stored.caPem ? { caPem: stored.caPem } : {}),
+    password: spec.pkcs12.password,
+  })
+  return { name: spec.pkcs12.filename, data, mode: fileMode(spec) }
+}
+
+/** True when the published files are exactly what the spec and stored certificate call for. */
+export function isFresh(spec: VolumeSpec, stored: StoredCertificate, published: Map<string, Buffer> | undefined, keystoreSha256: string | undefined): boolean {
+  if (!published) return false
+  const expected = renderDeterministic(spec, stored)
+  const names = new Set(expected.map(f => f.name))
+  if (spec.pkcs12) names.add(spec.pkcs12.filename)
+  if (published.size !== names.size) return false
+  for (const f of expected) if (!published.get(f.name)?.equals(f.data)) return false
+  if (spec.pkcs12) {
+    const keystore = published.get(spec.pkcs12.filename)
+    if (!keystore || sha256(keystore) !== keystoreSha256) return false
+  }
+  return true
+}
