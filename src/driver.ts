@@ -24,6 +24,8 @@ export interface DriverConfig {
   /** Backoff after a terminal failure (denied, failed) before a new request. */
   failureBackoff?: Backoff
   workers?: number
+  /** Every known volume is reconciled again this often, spread over the period. */
+  resyncPeriodMs?: number
 }
 
 export interface RunningDriver {
@@ -85,12 +87,20 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   for (const r of records) queue.add(r.volumeId)
   logger.info({ volumes: records.length }, 'recovered volumes from the store')
   const closeWatch = await store.watch(volumeId => volumeId && queue?.add(volumeId))
+  // Level-triggered healing: a file deleted or altered under a running pod
+  // is found at the next resync. Spread so 1000 volumes are not one burst.
+  const resyncPeriodMs = config.resyncPeriodMs ?? 120_000
+  const resync = setInterval(() => {
+    for (const volumeId of reconciler.knownVolumes()) queue?.addAfter(volumeId, Math.random() * resyncPeriodMs * 0.5)
+  }, resyncPeriodMs)
+  resync.unref()
 
   return {
     reconciler,
     publisher: new ReconcilingPublisher({ nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now }),
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
     stop: async () => {
+      clearInterval(resync)
       await closeWatch()
       await queue?.shutdown()
       await informer.stop()

@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
   let driver: RunningDriver | undefined
   if (config.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
     try {
-      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances }, logger)
+      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances, resyncPeriodMs: config.resyncPeriodMs, failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 } }, logger)
     } catch (err) {
       logger.error({ err }, 'reconciler failed to start')
       return 1

@@ -33,6 +33,10 @@ export interface Config {
   /** How long NodePublishVolume waits for issuance before answering with the reason. */
   publishTimeoutMs: number
   maxConcurrentIssuances: number
+  /** Every volume is re-checked this often, so deleted or altered files heal. */
+  resyncPeriodMs: number
+  /** First wait after a denied or failed request; doubles per failure up to an hour. */
+  failureBackoffMs: number
   /** Null: metrics disabled. */
   metricsBindAddress: BindAddress | null
 }
@@ -45,6 +49,8 @@ export const DEFAULTS = {
   logFormat: 'json',
   publishTimeout: '60s',
   maxConcurrentIssuances: '8',
+  resyncPeriod: '2m',
+  failureBackoff: '30s',
   metricsBindAddress: ':9402',
 } as const
 
@@ -76,6 +82,8 @@ function buildProgram(version: string): Command {
       DEFAULTS.publishTimeout,
     )
     .option('--max-concurrent-issuances <n>', 'issuances in flight at once on this node', DEFAULTS.maxConcurrentIssuances)
+    .option('--resync-period <duration>', 're-check every volume this often (heals deleted or altered files)', DEFAULTS.resyncPeriod)
+    .option('--failure-backoff <duration>', 'first wait after a denied or failed request; doubles up to 1h', DEFAULTS.failureBackoff)
     .option('--metrics-bind-address <addr>', 'host:port for Prometheus metrics; 0 disables', DEFAULTS.metricsBindAddress)
 }
 
@@ -145,6 +153,8 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     logFormat: str('logFormat') as LogFormat,
     publishTimeoutMs,
     maxConcurrentIssuances: Number(max),
+    resyncPeriodMs: parsePositiveDuration('--resync-period', str('resyncPeriod')),
+    failureBackoffMs: parsePositiveDuration('--failure-backoff', str('failureBackoff')),
     metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
   }
 }
@@ -166,6 +176,14 @@ export function parseEndpoint(endpoint: string): string {
   }
   if (path.endsWith('/')) throw new FlagError(`--endpoint "${endpoint}" names a directory, not a socket file`)
   return path
+}
+
+function parsePositiveDuration(flag: string, value: string): number {
+  const ms = parseTimeout(value)
+  if (ms === undefined || ms <= 0) {
+    throw new FlagError(`${flag} "${value}" is not a positive duration: use a Go duration like 30s or 2m, or a number of seconds`)
+  }
+  return ms
 }
 
 function parsePublishTimeout(value: string): number {

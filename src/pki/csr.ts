@@ -174,7 +174,11 @@ export async function buildCsrPem(spec: VolumeSpec, key: KeyObject): Promise<str
   const algorithms = algorithmsFor(key)
   const name = subjectName(spec.subject)
   const subjectIsEmpty = name.toJSON().length === 0
-  const { keyUsage, extendedKeyUsages } = usagesToExtensions(spec.usages)
+  const usages = usagesToExtensions(spec.usages)
+  const extendedKeyUsages = usages.extendedKeyUsages
+  // cert-manager's signers add "cert sign" to the usages they expect of a CA
+  // request and refuse a CSR whose key usage lacks it.
+  const keyUsage = spec.isCA ? usages.keyUsage | x509.KeyUsageFlags.keyCertSign : usages.keyUsage
 
   const extensions: x509.Extension[] = []
   const san = sanExtension(spec, subjectIsEmpty)

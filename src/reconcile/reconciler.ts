@@ -79,6 +79,11 @@ export class Reconciler {
     return this.statuses.get(volumeId)
   }
 
+  /** Volumes this process has reconciled and not forgotten. */
+  knownVolumes(): IterableIterator<string> {
+    return this.statuses.keys()
+  }
+
   /** Calls fn with every status this volume reaches, until the returned function is called. */
   watchStatus(volumeId: string, fn: (s: VolumeStatus) => void): () => void {
     let set = this.listeners.get(volumeId)

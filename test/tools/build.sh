@@ -14,6 +14,9 @@ cache_root=${CSI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cert-manager-csi-d
 key=$(cd "$here" && cat go.mod go.sum $(find cmd -name '*.go' | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/tools-$key/bin"
 mkdir -p "$bin"
+# Two builds at once (a test run and `cluster up`) would race on the same files.
+exec 9>"$cache_root/.build.lock"
+flock 9
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 

@@ -117,7 +117,7 @@ for (const kt of keyTypes) {
     t.match(text, kt.pub, 'public key type')
     t.match(text, kt.sig, 'signature algorithm')
     t.match(text, /X509v3 Subject Alternative Name: \n\s+DNS:web-0\.shop\.svc, DNS:\*\.web\.example\.com, IP Address:10\.0\.0\.7, IP Address:2001:DB8:0:0:0:0:0:7, IP Address:0:0:0:0:0:FFFF:C000:201, URI:spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web-sa, email:ops@example\.com\n/, 'all SANs')
-    t.match(text, /X509v3 Key Usage: critical\n\s+Digital Signature, Key Encipherment\n/, 'key usage, critical')
+    t.match(text, /X509v3 Key Usage: critical\n\s+Digital Signature, Key Encipherment, Certificate Sign\n/, 'key usage, critical, with cert sign for a CA (cert-manager expects it)')
     t.match(text, /X509v3 Extended Key Usage: \n\s+TLS Web Server Authentication, TLS Web Client Authentication\n/, 'extended key usage')
     t.match(text, /X509v3 Basic Constraints: critical\n\s+CA:TRUE\n/, 'CA basic constraints, critical')
 

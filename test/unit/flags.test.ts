@@ -20,6 +20,8 @@ t.test('defaults', async (t) => {
     logFormat: 'json',
     publishTimeoutMs: 60_000,
     maxConcurrentIssuances: 8,
+    resyncPeriodMs: 120_000,
+    failureBackoffMs: 30_000,
     metricsBindAddress: { host: '', port: 9402 },
   } satisfies Config)
   t.notOk('kubeconfig' in c, 'no kubeconfig: in-cluster')
@@ -40,6 +42,8 @@ t.test('each flag', async (t) => {
     { name: 'timeout seconds', args: [...base, '--publish-timeout', '45'], want: { publishTimeoutMs: 45_000 } },
     { name: 'timeout just under 2m', args: [...base, '--publish-timeout', '119.5s'], want: { publishTimeoutMs: 119_500 } },
     { name: 'max issuances', args: [...base, '--max-concurrent-issuances', '32'], want: { maxConcurrentIssuances: 32 } },
+    { name: 'resync period', args: [...base, '--resync-period', '30s'], want: { resyncPeriodMs: 30_000 } },
+    { name: 'failure backoff', args: [...base, '--failure-backoff', '1m'], want: { failureBackoffMs: 60_000 } },
     { name: 'metrics host:port', args: [...base, '--metrics-bind-address', '127.0.0.1:8080'], want: { metricsBindAddress: { host: '127.0.0.1', port: 8080 } } },
     { name: 'metrics ipv6', args: [...base, '--metrics-bind-address', '[::1]:9402'], want: { metricsBindAddress: { host: '::1', port: 9402 } } },
     { name: 'metrics disabled', args: [...base, '--metrics-bind-address', '0'], want: { metricsBindAddress: null } },
@@ -73,6 +77,8 @@ t.test('errors', async (t) => {
     { name: 'timeout 2m', args: [...base, '--publish-timeout', '2m'], msg: /must be under 2m/ },
     { name: 'timeout 120 seconds', args: [...base, '--publish-timeout', '120'], msg: /must be under 2m/ },
     { name: 'max issuances zero', args: [...base, '--max-concurrent-issuances', '0'], msg: /at least 1/ },
+    { name: 'resync period zero', args: [...base, '--resync-period', '0s'], msg: /--resync-period "0s" is not a positive duration/ },
+    { name: 'failure backoff garbage', args: [...base, '--failure-backoff', 'soon'], msg: /--failure-backoff "soon" is not a positive duration/ },
     { name: 'max issuances fraction', args: [...base, '--max-concurrent-issuances', '2.5'], msg: /whole number/ },
     { name: 'metrics no port', args: [...base, '--metrics-bind-address', 'localhost'], msg: /must be host:port, :port or 0/ },
     { name: 'metrics port too big', args: [...base, '--metrics-bind-address', ':70000'], msg: /must be host:port/ },
