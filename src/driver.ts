@@ -4,6 +4,7 @@ import { KubeConfig } from '@kubernetes/client-node'
 import { access, constants } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
+import type { DriverMetrics } from './metrics/metrics.js'
 import { VolumeStore } from './state/store.js'
 import { Mounter } from './host/mounts.js'
 import { writeAtomically, readPublished, clearPublished } from './host/atomic-dir.js'
@@ -26,6 +27,7 @@ export interface DriverConfig {
   workers?: number
   /** Every known volume is reconciled again this often, spread over the period. */
   resyncPeriodMs?: number
+  metrics?: DriverMetrics
 }
 
 export interface RunningDriver {
@@ -73,12 +75,19 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     random: Math.random,
     issuance: new Semaphore(config.maxConcurrentIssuances),
     failureBackoff: config.failureBackoff ?? { baseMs: 30_000, maxMs: 60 * 60_000, jitter: 0.2 },
+    onIssued: (_id, renewal, latencyMs) => config.metrics?.issued(renewal ? 'renew' : 'issue', latencyMs > 0 ? latencyMs / 1000 : undefined),
+    onFailure: (_id, renewal, reason) => config.metrics?.failed(renewal ? 'renew' : 'issue', reason),
+    onVolumeState: (id, s) => (s ? config.metrics?.volumeState(id, s) : config.metrics?.volumeForgotten(id)),
   })
   queue = new WorkQueue({
     workers: config.workers ?? 16,
     reconcile: volumeId => reconciler.reconcile(volumeId),
-    onError: (volumeId, err, retryInMs) => logger.warn({ volumeId, err: String(err), retryInMs }, 'reconcile failed; will retry'),
+    onError: (volumeId, err, retryInMs) => {
+      config.metrics?.reconcileError()
+      logger.warn({ volumeId, err: String(err), retryInMs }, 'reconcile failed; will retry')
+    },
   })
+  config.metrics?.setQueueDepth(() => queue?.length ?? 0)
 
   await informer.start()
   queue.start()

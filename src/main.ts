@@ -10,6 +10,8 @@ import { CsiServer } from './csi/server.js'
 import { FlagError, FlagExit } from './errors.js'
 import { createLogger } from './log/logger.js'
 import { startDriver, type RunningDriver } from './driver.js'
+import { DriverMetrics } from './metrics/metrics.js'
+import { startHttpServer, type RunningHttpServer } from './http/server.js'
 
 const PROGRAM = 'cert-manager-csi-driver'
 
@@ -33,12 +35,27 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: config.logLevel, format: config.logFormat })
   logger.info({ version, node_id: config.nodeId, driver_name: config.driverName, data_root: config.dataRoot }, 'starting')
 
+  // Up before the reconciler so /healthz answers while it starts.
+  const metrics = new DriverMetrics()
+  let driver: RunningDriver | undefined
+  let http: RunningHttpServer | null = null
+  try {
+    http = await startHttpServer({
+      bindAddress: config.metricsBindAddress,
+      metrics,
+      ready: async () => (driver ? driver.ready() : dataRootReadiness(config.dataRoot)()),
+      logger,
+    })
+  } catch (err) {
+    logger.error({ err }, 'metrics server failed to start')
+    return 1
+  }
+
   // Without a Kubernetes API there is nothing to issue with: serve the
   // Identity service and refuse publishes rather than fail to start.
-  let driver: RunningDriver | undefined
   if (config.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
     try {
-      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances, resyncPeriodMs: config.resyncPeriodMs, failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 } }, logger)
+      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances, resyncPeriodMs: config.resyncPeriodMs, failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 }, metrics }, logger)
     } catch (err) {
       logger.error({ err }, 'reconciler failed to start')
       return 1
@@ -83,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', force)
   await server.stop()
   await driver?.stop()
+  await http?.close()
   return 0
 }
 

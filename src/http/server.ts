@@ -45,8 +45,8 @@ export function parseBindAddress(value: string): BindAddress | null {
 }
 
 export interface HttpServerOptions {
-  /** A string as parseBindAddress takes it, or one already parsed (e.g. from flags). */
-  bindAddress: string | BindAddress
+  /** A string as parseBindAddress takes it, or one already parsed (flags.ts: null means disabled). */
+  bindAddress: string | BindAddress | null
   metrics: DriverMetrics
   /** Readiness: false or a throw answers 503. */
   ready: () => Promise<boolean>
@@ -65,7 +65,7 @@ const CLOSE_GRACE_MS = 2_000
 
 const TEXT = 'text/plain; charset=utf-8'
 
-/** Null when the bind address is "0" (disabled). Rejects if it cannot listen (EADDRINUSE...). */
+/** Null when disabled ("0" or null). Rejects if it cannot listen (EADDRINUSE...). */
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer | null> {
   const bind = typeof opts.bindAddress === 'string' ? parseBindAddress(opts.bindAddress) : opts.bindAddress
   const log = opts.logger.child({ component: 'http' })

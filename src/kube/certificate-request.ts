@@ -148,7 +148,9 @@ export function requestState(cr: CertificateRequest): RequestState {
     return { phase: 'awaiting-approval', terminal: false, message: 'waiting for approval of the CertificateRequest' }
   }
   const kind = issuer.kind ?? 'Issuer'
-  if (ready?.message && /not found/.test(ready.message)) {
+  // cert-manager's own wording for a missing issuer; other "not found"s
+  // (the issuer's Secret, say) are passed through as they are.
+  if (ready?.message && /^Referenced "(Cluster)?Issuer" not found/.test(ready.message)) {
     const where = kind === 'ClusterIssuer' ? '' : ` in namespace "${cr.metadata.namespace}"`
     return { phase: 'pending', terminal: false, message: `waiting for signature: ${kind} "${issuer.name}" not found${where}` }
   }

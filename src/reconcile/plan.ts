@@ -70,7 +70,7 @@ export function nextStep(o: Observation): Step {
 
   if (o.staleRequests.length > 0) return { kind: 'deleteRequests', names: o.staleRequests }
 
-  const renewAt = record.issued ? Date.parse(record.issued.renewAt) : undefined
+  const renewAt = renewalDue(record, o.current)
   const due = (renewAt !== undefined && now >= renewAt) || (o.current !== undefined && now >= o.current.notAfter)
   const needsCertificate = !hasCert || (!o.disableAutoRenew && due)
   if (needsCertificate) {
@@ -84,4 +84,16 @@ export function nextStep(o: Observation): Step {
 
   if (o.disableAutoRenew || renewAt === undefined) return { kind: 'wait', ready, message: 'ready' }
   return { kind: 'wait', ready, message: 'ready', requeueAfterMs: Math.max(0, renewAt - now) }
+}
+
+/**
+ * The recorded renewal time; or, when the record lost it (a crash between
+ * writing the files and saving the record) or holds garbage, two thirds into
+ * the certificate's life, so no certificate is ever served without a timer.
+ */
+function renewalDue(record: Observation['record'], current: CurrentCertificate | undefined): number | undefined {
+  const recorded = record.issued ? Date.parse(record.issued.renewAt) : NaN
+  if (Number.isFinite(recorded)) return recorded
+  if (!current) return undefined
+  return current.notBefore + ((current.notAfter - current.notBefore) * 2) / 3
 }

@@ -65,6 +65,15 @@ export interface ReconcilerDeps {
   failureBackoff: Backoff
   onIssued?: (volumeId: string, renewal: boolean, latencyMs: number) => void
   onFailure?: (volumeId: string, renewal: boolean, reason: string) => void
+  /** Every status a volume reaches (undefined once forgotten), for metrics. */
+  onVolumeState?: (volumeId: string, s: VolumeState | undefined) => void
+}
+
+export interface VolumeState {
+  ready: boolean
+  notAfter?: number
+  renewAt?: number
+  pod: { namespace: string; name: string }
 }
 
 const MAX_STEPS = 25
@@ -106,6 +115,7 @@ export class Reconciler {
         const step = nextStep(obs)
         if (step.kind === 'wait') {
           this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false })
+          this.report(volumeId, step.ready, record, spec)
           return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
         }
         log.debug({ step: step.kind }, 'reconcile step')
@@ -122,7 +132,19 @@ export class Reconciler {
     }
   }
 
+  private report(volumeId: string, ready: boolean, record: VolumeRecord, spec: VolumeSpec | undefined): void {
+    const issued = record.issued
+    this.d.onVolumeState?.(volumeId, {
+      ready,
+      pod: { namespace: record.pod.namespace, name: record.pod.name },
+      ...(issued ? { notAfter: Date.parse(issued.notAfter) } : {}),
+      // With disable-auto-renew the recorded time passes with nothing done.
+      ...(issued && spec && !spec.disableAutoRenew ? { renewAt: Date.parse(issued.renewAt) } : {}),
+    })
+  }
+
   private setStatus(volumeId: string, s: VolumeStatus): void {
+    if (s.gone) this.d.onVolumeState?.(volumeId, undefined)
     if (s.gone) this.statuses.delete(volumeId)
     else this.statuses.set(volumeId, s)
     for (const fn of this.listeners.get(volumeId) ?? []) fn(s)
@@ -223,6 +245,7 @@ export class Reconciler {
         // The informer reports its progress; nothing more to do until then.
         const state = requestState(created)
         this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false })
+        this.report(record.volumeId, req.renewal, record, spec)
         return 'stop'
       }
 
@@ -294,6 +317,7 @@ export class Reconciler {
       const failure = { reason: 'key-mismatch', message: `the certificate issued for ${req.name} does not match the volume's private key`, at: new Date(now).toISOString(), count: (record.failure?.count ?? 0) + 1, retryAt: new Date(now + backoffDelay(1, this.d.failureBackoff, this.d.random)).toISOString(), requestName: req.name }
       await this.d.store.save({ ...rest, failure })
       await rm(p.pendingKey, { force: true })
+      this.d.onFailure?.(record.volumeId, req.renewal, 'key-mismatch')
       return { ...rest, failure }
     }
     const cert = new X509Certificate(certificatePem)

@@ -139,6 +139,8 @@ export interface UpOptions {
   binDir?: string
   log?: (line: string) => void
   apiserverTimeoutMs?: number
+  /** cert-manager controllers to run; default: all of cert-manager-controllers' defaults. */
+  controllers?: string[]
 }
 
 export async function up(opts: UpOptions = {}): Promise<ClusterState> {
@@ -236,6 +238,7 @@ export async function up(opts: UpOptions = {}): Promise<ClusterState> {
     const controllers = startProcess('cert-manager-controllers', [
       join(binDir, 'cert-manager-controllers'), '--kubeconfig', state.kubeconfig,
       '--cluster-resource-namespace', CLUSTER_RESOURCE_NAMESPACE, '-v', '2',
+      ...(opts.controllers ? ['--controllers', opts.controllers.join(',')] : []),
     ], join(dir, 'logs/cert-manager-controllers.log'))
     processes.push(controllers); save()
     log(`creating namespace ${ISSUER_NAMESPACE}, Issuer ${ISSUER_NAME} and ClusterIssuer ${CLUSTER_ISSUER_NAME}`)

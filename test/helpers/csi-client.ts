@@ -128,6 +128,8 @@ export async function startDriver(opts: {
     `unix://${opts.socketPath}`,
     '--data-root',
     opts.dataRoot,
+    // Many drivers run side by side in tests: no fixed metrics port unless asked.
+    ...(opts.extraArgs?.includes('--metrics-bind-address') ? [] : ['--metrics-bind-address', '127.0.0.1:0']),
     ...(opts.extraArgs ?? []),
   ]
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
