@@ -51,14 +51,19 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   const tmpfs = await mounter.ensureTmpfs(config.dataRoot)
   logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')
 
+  const events = new KubeEventRecorder(kc, config.nodeId, logger)
   const store = new VolumeStore<VolumeRecord>({
     dataRoot: config.dataRoot,
     validate: validateRecord,
     logger,
-    onCorrupt: (path, err) => logger.error({ path, err: String(err) }, 'corrupt volume record set aside'),
+    onCorrupt: (path, err) => {
+      logger.error({ path, err: String(err) }, 'corrupt volume record set aside')
+      // The pod is unknown without the record: tell the node's story instead.
+      events.record({ apiVersion: 'v1', kind: 'Node', name: config.nodeId, namespace: 'default' }, 'Warning', 'CorruptVolumeRecord', 'Recover',
+        `set aside ${path}: ${String(err).slice(0, 200)}; the kubelet's next publish records the volume again`)
+    },
   })
   const requests = new KubeRequestClient(kc)
-  const events = new KubeEventRecorder(kc, config.nodeId, logger)
   let queue: WorkQueue | undefined
   const enqueue = (volumeId: string): void => queue?.add(volumeId)
   const informer = new RequestInformer({ kc, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId) })
