@@ -32,6 +32,19 @@ if npx tsc -p tsconfig.json --noEmit; then passed=$((passed + 1)); else failed=$
 step "unit tier"
 npx tap run test/unit 2>&1 | tee "$out/unit.tap"; count_tap unit "$out/unit.tap" "${PIPESTATUS[0]}"
 
+step "unit tier on Node 24 (the production image's Node major)"
+# The npm registry's "node" package ships the binary: no download site needed.
+node24_dir=${CSI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cert-manager-csi-driver}/node24
+if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
+  mkdir -p "$node24_dir" && (cd "$node24_dir" && npm install --no-save --no-audit --no-fund --loglevel=error node@24 >/dev/null)
+fi
+if node24=$("$node24_dir/node_modules/.bin/node" --version 2>/dev/null) && [[ $node24 == v24.* ]]; then
+  echo "using $node24"
+  "$node24_dir/node_modules/.bin/node" node_modules/.bin/tap run test/unit 2>&1 | tee "$out/unit24.tap"; count_tap "unit (node $node24)" "$out/unit24.tap" "${PIPESTATUS[0]}"
+else
+  problems+=("could not install Node 24 from the npm registry"); failed=$((failed + 1))
+fi
+
 step "test tools (kube-apiserver, etcd, kubectl, cert-manager controllers, csi-sanity)"
 if ! bin=$(bash test/tools/build.sh | tail -1); then
   problems+=("building the test tools failed"); failed=$((failed + 1))
