@@ -27,6 +27,7 @@ targets=(
   "kubectl k8s.io/kubernetes/cmd/kubectl TEST_ASSET_KUBECTL"
   "csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity -"
   "cert-manager-controllers ./cmd/cert-manager-controllers -"
+  "helm helm.sh/helm/v3/cmd/helm -"
 )
 
 for t in "${targets[@]}"; do
