@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
+# This run's own control plane: never one a developer has running by hand.
+export CSI_CLUSTER_DIR="$out/cluster"
+trap 'node --import tsx test/cluster/cli.ts down >/dev/null 2>&1; rm -rf "$out"' EXIT
 passed=0; failed=0; problems=()
 
 # Adds "pass fail" read from a tap run's closing summary, e.g.
@@ -26,6 +29,15 @@ count_tap() {
 
 step() { echo; echo "=== $*"; }
 
+step "test tools (kube-apiserver, etcd, kubectl, helm, cert-manager controllers, csi-sanity)"
+# First: the unit tier renders manifests with the kubectl and helm built here.
+tools_ok=true
+if bin=$(bash test/tools/build.sh | tail -1); then
+  export CSI_TOOLS_BIN=$bin
+else
+  tools_ok=false; problems+=("building the test tools failed"); failed=$((failed + 1))
+fi
+
 step "typecheck"
 if npx tsc -p tsconfig.json --noEmit; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("typecheck failed"); fi
 
@@ -45,14 +57,8 @@ else
   problems+=("could not install Node 24 from the npm registry"); failed=$((failed + 1))
 fi
 
-step "test tools (kube-apiserver, etcd, kubectl, cert-manager controllers, csi-sanity)"
-if ! bin=$(bash test/tools/build.sh | tail -1); then
-  problems+=("building the test tools failed"); failed=$((failed + 1))
-else
-  export CSI_TOOLS_BIN=$bin
+if $tools_ok; then
   step "local control plane"
-  export CSI_CLUSTER_DIR="$out/cluster"
-  trap 'node --import tsx test/cluster/cli.ts down >/dev/null 2>&1; rm -rf "$out"' EXIT
   if node --import tsx test/cluster/cli.ts up; then
     step "integration tier"
     npx tap run test/integration 2>&1 | tee "$out/integration.tap"; count_tap integration "$out/integration.tap" "${PIPESTATUS[0]}"
