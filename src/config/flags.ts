@@ -5,6 +5,7 @@
 import { isAbsolute } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { FlagError, FlagExit } from '../errors.js'
+import { parseBindAddress, type BindAddress } from './bind-address.js'
 import { parseDuration } from '../volume/duration.js'
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const
@@ -12,11 +13,6 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 export const LOG_FORMATS = ['json', 'text'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
-export interface BindAddress {
-  /** '' means every interface. IPv6 hosts come without brackets. */
-  host: string
-  port: number
-}
 
 export interface Config {
   nodeId: string
@@ -206,17 +202,6 @@ export function parseTimeout(value: string): number | undefined {
   if (/^\d+(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000)
   const d = parseDuration(s)
   return d.ok ? Math.round(d.ms) : undefined
-}
-
-/** ":9402", "0.0.0.0:9402", "[::1]:9402"; "0" disables metrics (null). */
-export function parseBindAddress(value: string): BindAddress | null {
-  if (value === '0') return null
-  const m = /^(?:\[([0-9a-fA-F:.%\w]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value)
-  const port = m ? Number(m[3]) : NaN
-  if (!m || port > 65535) {
-    throw new FlagError(`--metrics-bind-address "${value}" must be host:port, :port or 0 to disable`)
-  }
-  return { host: m[1] ?? m[2] ?? '', port }
 }
 
 function oneLine(s: string): string {

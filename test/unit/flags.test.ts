@@ -80,8 +80,8 @@ t.test('errors', async (t) => {
     { name: 'resync period zero', args: [...base, '--resync-period', '0s'], msg: /--resync-period "0s" is not a positive duration/ },
     { name: 'failure backoff garbage', args: [...base, '--failure-backoff', 'soon'], msg: /--failure-backoff "soon" is not a positive duration/ },
     { name: 'max issuances fraction', args: [...base, '--max-concurrent-issuances', '2.5'], msg: /whole number/ },
-    { name: 'metrics no port', args: [...base, '--metrics-bind-address', 'localhost'], msg: /must be host:port, :port or 0/ },
-    { name: 'metrics port too big', args: [...base, '--metrics-bind-address', ':70000'], msg: /must be host:port/ },
+    { name: 'metrics no port', args: [...base, '--metrics-bind-address', 'localhost'], msg: /--metrics-bind-address: bind address "localhost": missing port/ },
+    { name: 'metrics port too big', args: [...base, '--metrics-bind-address', ':70000'], msg: /port "70000" must be a number from 0 to 65535/ },
   ]
   for (const c of cases) {
     const err = catchErr(() => parseFlags(c.args))
