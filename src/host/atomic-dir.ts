@@ -14,6 +14,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, open, readFile, readdir, readlink, rename, rm, symlink, unlink } from 'node:fs/promises'
+import { fsyncPath, isNotFound } from './files.js'
 import { join } from 'node:path'
 import { InvalidArgumentError } from '../errors.js'
 
@@ -65,14 +66,14 @@ export async function writeAtomically(dir: string, files: FileToWrite[], owner?:
   // to reach its files. The bind mount is read-only anyway.
   await chmod(versionPath, 0o755)
   for (const f of files) await writeFile(join(versionPath, f.name), f.data, f.mode, owner)
-  await fsync(versionPath)
+  await fsyncPath(versionPath)
 
   // The switch: a symlink made aside, then renamed over ..data. rename(2)
   // replaces the old link in one step, so ..data always points somewhere whole.
   await rm(join(dir, DATA_TMP), { force: true })
   await symlink(version, join(dir, DATA_TMP))
   await rename(join(dir, DATA_TMP), join(dir, DATA))
-  await fsync(dir)
+  await fsyncPath(dir)
 
   await linkNames(dir, new Set(files.map((f) => f.name)))
   await removeVersionsExcept(dir, version)
@@ -172,19 +173,6 @@ export async function clearPublished(dir: string): Promise<void> {
   }
   for (const name of [DATA, DATA_TMP, LINK_TMP]) await rm(join(dir, name), { force: true })
   await removeVersionsExcept(dir, undefined)
-}
-
-async function fsync(path: string): Promise<void> {
-  const fh = await open(path, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT'
 }
 
 function notFoundAs<T>(value: T): (err: unknown) => T {

@@ -2,7 +2,8 @@
 // files, mount), asks the planner for the next step, performs it, and
 // repeats until the planner says wait. Everything else only enqueues.
 import { X509Certificate } from 'node:crypto'
-import { access, readFile, rm, rmdir, writeFile, rename } from 'node:fs/promises'
+import { access, readFile, rm, rmdir } from 'node:fs/promises'
+import { writeFileAtomic } from '../host/files.js'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { VolumeSpec } from '../volume/types.js'
@@ -377,10 +378,4 @@ export class Reconciler {
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false)
-}
-
-async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`
-  await writeFile(tmp, data, { mode: 0o600 })
-  await rename(tmp, path)
 }

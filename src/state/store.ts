@@ -6,8 +6,9 @@
 // There is deliberately no index file: saving one volume touches only that
 // volume's directory, so the cost stays flat from 10 to 1000 volumes.
 
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { isNotFound, writeFileAtomic } from '../host/files.js'
 import { basename, dirname, join, relative, sep } from 'node:path'
 import { watch as chokidarWatch } from 'chokidar'
 
@@ -93,28 +94,7 @@ export class VolumeStore<R extends { volumeId: string }> {
     const dirName = volumeDirName(record.volumeId)
     const dir = join(this.root, dirName)
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    const final = join(dir, RECORD_FILE)
-    const tmp = `${final}${TEMP_MARK}${randomBytes(6).toString('hex')}`
-    const fh = await open(tmp, 'wx', 0o600)
-    try {
-      await fh.writeFile(JSON.stringify(record, null, 2) + '\n')
-      // Without this the rename can reach the disk before the data does, and
-      // a power cut leaves an empty record.json.
-      await fh.sync()
-    } catch (err) {
-      await fh.close()
-      await rm(tmp, { force: true })
-      throw err
-    }
-    await fh.close()
-    try {
-      await rename(tmp, final)
-    } catch (err) {
-      await rm(tmp, { force: true })
-      throw err
-    }
-    // The rename itself lives in the directory: sync it so it survives too.
-    await fsyncDir(dir)
+    await writeFileAtomic(join(dir, RECORD_FILE), JSON.stringify(record, null, 2) + '\n', { mode: 0o600, tempMark: TEMP_MARK })
     this.#ids.set(dirName, record.volumeId)
   }
 
@@ -255,15 +235,3 @@ export class VolumeStore<R extends { volumeId: string }> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT'
-}
