@@ -1,7 +1,7 @@
 // Assembles the reconciling driver: store, informer, queue, reconciler and
 // the publisher the CSI Node service calls. main.ts only passes config in.
 import { KubeConfig } from '@kubernetes/client-node'
-import { access, constants } from 'node:fs/promises'
+import { access, constants, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { DriverMetrics } from './metrics/metrics.js'
@@ -111,7 +111,16 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
 
   return {
     reconciler,
-    publisher: new ReconcilingPublisher({ nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now }),
+    publisher: new ReconcilingPublisher({
+      nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now,
+      releaseOrphan: async (volumeId, targetPath) => {
+        for (const cr of informer.forVolume(volumeId)) await requests.delete(cr.metadata.namespace, cr.metadata.name)
+        if (!(await mounter.isMountPoint(targetPath))) return
+        await mounter.unmount(targetPath)
+        await rmdir(targetPath).catch(() => undefined)
+        logger.warn({ volumeId, targetPath }, 'released a volume no record knows')
+      },
+    }),
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
     stop: async () => {
       clearInterval(resync)

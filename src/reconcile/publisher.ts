@@ -12,6 +12,8 @@ export interface PublisherDeps {
   enqueue: (volumeId: string) => void
   reconciler: Pick<Reconciler, 'status' | 'watchStatus'>
   now: () => number
+  /** Unmounts a target no record knows (the record was lost) and deletes its requests: see unpublish. */
+  releaseOrphan: (volumeId: string, targetPath: string) => Promise<void>
 }
 
 export class ReconcilingPublisher implements VolumePublisher {
@@ -44,9 +46,12 @@ export class ReconcilingPublisher implements VolumePublisher {
     }, last => `volume ${req.volumeId} not ready yet: ${last ?? 'waiting for the reconciler'}; the kubelet will retry`)
   }
 
-  async unpublish(volumeId: string): Promise<void> {
+  async unpublish(volumeId: string, targetPath: string): Promise<void> {
     const record = await this.d.store.load(volumeId)
-    if (!record) return
+    // The one exception to "only the reconciler mounts": with its record lost
+    // (set aside as corrupt, say) no reconcile will ever come for this
+    // volume, and a mount left behind keeps the pod from terminating.
+    if (!record) return this.d.releaseOrphan(volumeId, targetPath)
     if (record.desired !== 'unpublished') await this.d.store.save({ ...record, desired: 'unpublished' })
     const signal = AbortSignal.timeout(60_000)
     await this.waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)

@@ -115,6 +115,19 @@ t.test('a corrupt record is set aside, not a crash loop', async t => {
   t.ok(new X509Certificate(node.read(v, 'crt.pem')), 'served again')
 })
 
+t.test('unpublish of a volume whose record was lost still releases its mount', async t => {
+  const v = await node.newVolume()
+  await node.publish(v, ecdsa())
+  await node.kill()
+  execFileSync('sh', ['-c', `echo garbage > ${join(node.dataRoot, 'volumes', v.volumeId, 'record.json')}`])
+  await node.start()
+  await node.driver!.waitForLog(/corrupt volume record set aside/, 10_000)
+  t.ok(node.isMounted(v.targetPath), 'still mounted: the driver does not know it any more')
+  await node.unpublish(v)
+  t.notOk(node.isMounted(v.targetPath), 'unmounted by unpublish all the same')
+  t.same(await node.requestsFor(v), [], 'and its CertificateRequest deleted')
+})
+
 t.test('no request leaked across all of the above', async t => {
   const all = await node.requests()
   const perVolume = new Map<string, number>()
