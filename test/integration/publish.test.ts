@@ -3,7 +3,9 @@
 // ca-issuer; republish is a no-op; unpublish leaves nothing behind.
 import t from 'tap'
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { controlPlane } from '../fixtures/control-plane.js'
 import { NodeHarness, type Volume } from '../helpers/node-harness.js'
 
@@ -69,4 +71,16 @@ t.test('unpublish removes the mount, the files and the requests; twice is fine',
   t.pass('second unpublish succeeds')
   await node.client!.unpublish('csi-never-seen', `${node.root}/nowhere/mount`)
   t.pass('unknown volume succeeds')
+})
+
+t.test('a change to the store made from outside the process is reconciled', async t => {
+  const v = volumes[2]!
+  const recordPath = join(node.dataRoot, 'volumes', v.volumeId, 'record.json')
+  const record = JSON.parse(readFileSync(recordPath, 'utf8')) as { desired: string }
+  // As an operator might, by hand: mark the volume unpublished.
+  writeFileSync(recordPath, JSON.stringify({ ...record, desired: 'unpublished' }))
+  const deadline = Date.now() + 10_000
+  while (node.isMounted(v.targetPath) && Date.now() < deadline) await sleep(100)
+  t.notOk(node.isMounted(v.targetPath), 'the file watcher brought the reconciler, which tore the volume down')
+  t.same(await node.requestsFor(v), [], 'and deleted its CertificateRequest')
 })
