@@ -145,9 +145,12 @@ export class Reconciler {
   }
 
   private setStatus(volumeId: string, s: VolumeStatus): void {
-    if (s.gone) this.d.onVolumeState?.(volumeId, undefined)
-    if (s.gone) this.statuses.delete(volumeId)
-    else this.statuses.set(volumeId, s)
+    if (s.gone) {
+      this.statuses.delete(volumeId)
+      this.d.onVolumeState?.(volumeId, undefined)
+    } else {
+      this.statuses.set(volumeId, s)
+    }
     for (const fn of this.listeners.get(volumeId) ?? []) fn(s)
   }
 
