@@ -11,7 +11,7 @@ WORKDIR /src
 # Manifests first: the dependency layer stays cached while only sources change.
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY proto/ proto/
 COPY src/ src/
 # Compile, then drop the dev dependencies (tap, tsx, typescript...) so the
