@@ -144,7 +144,7 @@ t.test('build stage: npm ci, compile, prune dev dependencies', async (t) => {
   t.ok(build_ >= 0, 'npm run build')
   t.ok(prune >= build_ && build_ >= 0, 'npm prune --omit=dev after the build')
   const copied = ins.filter((i) => i.cmd === 'COPY').flatMap((i) => parseCopy(i.args).sources.map((s) => s.replace(/\/$/, '')))
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'proto']) {
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto']) {
     t.ok(copied.includes(f), `the build stage copies ${f}`)
   }
 })
@@ -225,7 +225,7 @@ t.test('.dockerignore', async (t) => {
     t.ok(patterns.includes(p), `excludes ${p}`)
   }
   // What the build stage copies must stay in the context.
-  for (const keep of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'proto', 'proto/csi.proto']) {
+  for (const keep of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto', 'proto/csi.proto']) {
     t.notOk(patterns.includes(keep), `keeps ${keep}`)
   }
   t.notOk(patterns.some((p) => p.startsWith('!')), 'no re-includes that could bring an excluded file back')
