@@ -84,3 +84,21 @@ t.test('a change to the store made from outside the process is reconciled', asyn
   t.notOk(node.isMounted(v.targetPath), 'the file watcher brought the reconciler, which tore the volume down')
   t.same(await node.requestsFor(v), [], 'and deleted its CertificateRequest')
 })
+
+t.test('metrics and health endpoints tell the same story', async t => {
+  const port = /"address":\{"host":"127\.0\.0\.1","port":(\d+)\}/.exec(node.driver!.logs())?.[1]
+  t.ok(port, 'the driver logged its metrics address')
+  const get = async (path: string): Promise<{ status: number; body: string }> => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`)
+    return { status: res.status, body: await res.text() }
+  }
+  t.equal((await get('/healthz')).status, 200, '/healthz')
+  t.equal((await get('/readyz')).status, 200, '/readyz: informer synced, data root ready')
+  const metrics = (await get('/metrics')).body
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN)
+  t.ok(value('certmanager_csi_issuances_total\\{kind="issue"\\}') >= 5, 'the five example certificates are counted')
+  t.ok(value('certmanager_csi_managed_volumes') >= 3, 'managed volumes')
+  t.ok(value('certmanager_csi_certificate_expiration_timestamp_seconds') > Date.now() / 1000, 'earliest expiry is in the future')
+  t.match(metrics, /certmanager_csi_issuance_duration_seconds_bucket\{le="[^"]+",kind="issue"\}/, 'issuance latency histogram')
+  t.notMatch(metrics, /volume_id=/, 'no per-volume labels unless asked for')
+})
