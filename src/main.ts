@@ -7,6 +7,7 @@ import { parseFlags } from './config/flags.js'
 import { createIdentityService, dataRootReadiness } from './csi/identity.js'
 import { UnavailablePublisher, createNodeService } from './csi/node.js'
 import { CsiServer } from './csi/server.js'
+import { RegistrationServer } from './csi/registration.js'
 import { FlagError, FlagExit } from './errors.js'
 import { createLogger } from './log/logger.js'
 import { startDriver, type RunningDriver } from './driver.js'
@@ -86,6 +87,23 @@ async function main(argv: string[]): Promise<number> {
     return 1
   }
 
+  // Registers with the kubelet ourselves where node-driver-registrar cannot run.
+  let registration: RegistrationServer | undefined
+  if (config.kubeletRegistrationPath !== undefined) {
+    registration = new RegistrationServer({
+      registrationDir: config.pluginRegistrationDir,
+      driverName: config.driverName,
+      endpoint: config.kubeletRegistrationPath,
+      logger,
+    })
+    try {
+      await registration.start()
+    } catch (err) {
+      logger.error({ err }, 'registration server failed to start')
+      return 1
+    }
+  }
+
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)
@@ -98,6 +116,8 @@ async function main(argv: string[]): Promise<number> {
   }
   process.once('SIGTERM', force)
   process.once('SIGINT', force)
+  // Deregister first: the kubelet stops sending new calls to a driver on its way out.
+  await registration?.stop()
   await server.stop()
   await driver?.stop()
   await http?.close()

@@ -35,6 +35,13 @@ export interface Config {
   failureBackoffMs: number
   /** Null: metrics disabled. */
   metricsBindAddress: BindAddress | null
+  /**
+   * The CSI socket as the kubelet sees it. When set, the driver registers
+   * itself with the kubelet (what node-driver-registrar does otherwise).
+   */
+  kubeletRegistrationPath?: string
+  /** The kubelet's plugin watcher directory, where the registration socket goes. */
+  pluginRegistrationDir: string
 }
 
 export const DEFAULTS = {
@@ -48,6 +55,7 @@ export const DEFAULTS = {
   resyncPeriod: '2m',
   failureBackoff: '30s',
   metricsBindAddress: ':9402',
+  pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
 } as const
 
 /** The kubelet gives up on a CSI call after 2 minutes; we must answer before. */
@@ -81,6 +89,15 @@ function buildProgram(version: string): Command {
     .option('--resync-period <duration>', 're-check every volume this often (heals deleted or altered files)', DEFAULTS.resyncPeriod)
     .option('--failure-backoff <duration>', 'first wait after a denied or failed request; doubles up to 1h', DEFAULTS.failureBackoff)
     .option('--metrics-bind-address <addr>', 'host:port for Prometheus metrics; 0 disables', DEFAULTS.metricsBindAddress)
+    .option(
+      '--kubelet-registration-path <path>',
+      "register with the kubelet directly (instead of node-driver-registrar): the CSI socket's path as the kubelet sees it",
+    )
+    .option(
+      '--plugin-registration-dir <dir>',
+      "the kubelet's plugin registration directory (used with --kubelet-registration-path)",
+      DEFAULTS.pluginRegistrationDir,
+    )
 }
 
 /**
@@ -137,6 +154,13 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     throw new FlagError(`--max-concurrent-issuances "${max}" must be a whole number of at least 1`)
   }
 
+  const kubeletRegistrationPath = o.kubeletRegistrationPath
+  if (kubeletRegistrationPath !== undefined) checkSocketPath('--kubelet-registration-path', kubeletRegistrationPath)
+  const pluginRegistrationDir = str('pluginRegistrationDir')
+  if (!isAbsolute(pluginRegistrationDir)) throw new FlagError(`--plugin-registration-dir "${pluginRegistrationDir}" must be an absolute path`)
+  // The registration socket is <dir>/<driver name>-reg.sock.
+  checkSocketPath('--plugin-registration-dir', `${pluginRegistrationDir.replace(/\/+$/, '')}/${driverName}-reg.sock`)
+
   const endpoint = str('endpoint')
   return {
     nodeId,
@@ -152,6 +176,16 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     resyncPeriodMs: parsePositiveDuration('--resync-period', str('resyncPeriod')),
     failureBackoffMs: parsePositiveDuration('--failure-backoff', str('failureBackoff')),
     metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
+    ...(kubeletRegistrationPath !== undefined ? { kubeletRegistrationPath } : {}),
+    pluginRegistrationDir,
+  }
+}
+
+function checkSocketPath(flag: string, path: string): void {
+  if (!isAbsolute(path)) throw new FlagError(`${flag} "${path}" must be an absolute path`)
+  const bytes = Buffer.byteLength(path)
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new FlagError(`${flag}: socket path ${path} is ${bytes} bytes long; unix sockets allow at most ${MAX_SOCKET_PATH_BYTES}`)
   }
 }
 

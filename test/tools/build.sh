@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache_root=${CSI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cert-manager-csi-driver}
 
-key=$(cd "$here" && cat go.mod go.sum $(find cmd -name '*.go' | sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat go.mod go.sum kubelet/go.mod kubelet/go.sum $(find cmd -name '*.go' | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/tools-$key/bin"
 mkdir -p "$bin"
 # Two builds at once (a test run and `cluster up`) would race on the same files.
@@ -20,7 +20,10 @@ flock 9
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# name  go-package  env-override
+# name  go-package  env-override  [module folder, default: this one]
+# The kubelet has a module of its own (kubelet/, same k8s.io/kubernetes pin):
+# it needs the CSI spec module at v1.12 or older (VolumeCondition, removed in
+# v1.13.0), and csi-test v5.6.0 needs v1.13.0; one module cannot hold both.
 targets=(
   "kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver TEST_ASSET_KUBE_APISERVER"
   "etcd go.etcd.io/etcd/server/v3 TEST_ASSET_ETCD"
@@ -28,10 +31,11 @@ targets=(
   "csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity -"
   "cert-manager-controllers ./cmd/cert-manager-controllers -"
   "helm helm.sh/helm/v3/cmd/helm -"
+  "kubelet k8s.io/kubernetes/cmd/kubelet TEST_ASSET_KUBELET kubelet"
 )
 
 for t in "${targets[@]}"; do
-  read -r name pkg override <<<"$t"
+  read -r name pkg override moddir <<<"$t"
   given=""
   if [ "$override" != "-" ] && [ -n "${!override:-}" ]; then given=${!override}
   elif [ "$override" != "-" ] && [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then given=$KUBEBUILDER_ASSETS/$name
@@ -48,7 +52,7 @@ for t in "${targets[@]}"; do
   fi
   log "$name: building $pkg (the first build takes minutes)"
   start=$(date +%s)
-  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$name.tmp" "$pkg")
+  (cd "$here/${moddir:-.}" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
   log "$name: built in $(( $(date +%s) - start ))s"
 done

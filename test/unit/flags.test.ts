@@ -23,8 +23,10 @@ t.test('defaults', async (t) => {
     resyncPeriodMs: 120_000,
     failureBackoffMs: 30_000,
     metricsBindAddress: { host: '', port: 9402 },
+    pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
   } satisfies Config)
   t.notOk('kubeconfig' in c, 'no kubeconfig: in-cluster')
+  t.notOk('kubeletRegistrationPath' in c, 'no self-registration: node-driver-registrar does it')
 })
 
 t.test('each flag', async (t) => {
@@ -47,6 +49,16 @@ t.test('each flag', async (t) => {
     { name: 'metrics host:port', args: [...base, '--metrics-bind-address', '127.0.0.1:8080'], want: { metricsBindAddress: { host: '127.0.0.1', port: 8080 } } },
     { name: 'metrics ipv6', args: [...base, '--metrics-bind-address', '[::1]:9402'], want: { metricsBindAddress: { host: '::1', port: 9402 } } },
     { name: 'metrics disabled', args: [...base, '--metrics-bind-address', '0'], want: { metricsBindAddress: null } },
+    {
+      name: 'kubelet registration path',
+      args: [...base, '--kubelet-registration-path', '/var/lib/kubelet/plugins/csi.cert-manager.io/csi.sock'],
+      want: { kubeletRegistrationPath: '/var/lib/kubelet/plugins/csi.cert-manager.io/csi.sock', pluginRegistrationDir: '/var/lib/kubelet/plugins_registry' },
+    },
+    {
+      name: 'plugin registration dir',
+      args: [...base, '--kubelet-registration-path=/k/plugins/x/csi.sock', '--plugin-registration-dir', '/k/plugins_registry'],
+      want: { kubeletRegistrationPath: '/k/plugins/x/csi.sock', pluginRegistrationDir: '/k/plugins_registry' },
+    },
   ]
   for (const c of cases) {
     t.match(parseFlags(c.args), c.want, c.name)
@@ -69,6 +81,11 @@ t.test('errors', async (t) => {
     { name: 'bad driver name', args: [...base, '--driver-name', 'cert manager'], msg: /not a valid CSI driver name/ },
     { name: 'relative data root', args: [...base, '--data-root', 'data'], msg: /--data-root "data" must be an absolute path/ },
     { name: 'empty kubeconfig', args: [...base, '--kubeconfig', ''], msg: /--kubeconfig must not be empty/ },
+    { name: 'relative registration path', args: [...base, '--kubelet-registration-path', 'csi.sock'], msg: /--kubelet-registration-path "csi.sock" must be an absolute path/ },
+    { name: 'registration path too long', args: [...base, '--kubelet-registration-path', `/${'a'.repeat(120)}`], msg: /--kubelet-registration-path: socket path .* at most 107/ },
+    { name: 'registration path without value', args: [...base, '--kubelet-registration-path'], msg: /option '--kubelet-registration-path <path>' argument missing/ },
+    { name: 'relative registration dir', args: [...base, '--plugin-registration-dir', 'registry'], msg: /--plugin-registration-dir "registry" must be an absolute path/ },
+    { name: 'registration dir too long', args: [...base, '--plugin-registration-dir', `/${'d'.repeat(90)}`], msg: /--plugin-registration-dir: socket path .*-reg\.sock is \d+ bytes long/ },
     { name: 'bad log level', args: [...base, '--log-level', 'verbose'], msg: /Allowed choices are trace, debug, info, warn, error/ },
     { name: 'bad log format', args: [...base, '--log-format', 'yaml'], msg: /Allowed choices are json, text/ },
     { name: 'timeout not a duration', args: [...base, '--publish-timeout', 'soon'], msg: /--publish-timeout "soon" is not a duration/ },

@@ -1,0 +1,3 @@
+module github.com/cert-manager-csi-driver/test/e2e/images/pause
+
+go 1.26.0
