@@ -64,15 +64,16 @@ export function validatePublishRequest(
     throw new InvalidArgumentError('set readOnly: true on the csi volume in the pod spec')
   }
 
-  const missing = [POD_INFO_KEYS.name, POD_INFO_KEYS.namespace, POD_INFO_KEYS.uid, POD_INFO_KEYS.serviceAccountName].filter(
-    (k) => (ctx[k] ?? '') === '',
-  )
+  // The service account may be empty (a cluster without the ServiceAccount
+  // admission plugin); it only matters to ${SERVICE_ACCOUNT_NAME}, which the
+  // attribute parser refuses to expand to nothing.
+  const missing = [POD_INFO_KEYS.name, POD_INFO_KEYS.namespace, POD_INFO_KEYS.uid].filter((k) => (ctx[k] ?? '') === '')
   if (missing.length > 0) throw missingPodInfo(driverName, missing)
   const pod: PodInfo = {
     name: ctx[POD_INFO_KEYS.name] as string,
     namespace: ctx[POD_INFO_KEYS.namespace] as string,
     uid: ctx[POD_INFO_KEYS.uid] as string,
-    serviceAccountName: ctx[POD_INFO_KEYS.serviceAccountName] as string,
+    serviceAccountName: ctx[POD_INFO_KEYS.serviceAccountName] ?? '',
   }
 
   const attributes = userAttributes(ctx)

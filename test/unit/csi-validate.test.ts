@@ -53,6 +53,14 @@ t.test('a kubelet request passes and carries pod, spec and the user attributes',
   t.same(seen[0]?.attributes, ATTRS, 'the parser never sees csi.storage.k8s.io/ keys (the token least of all)')
 })
 
+t.test('a pod without a service account is accepted: the name only feeds ${SERVICE_ACCOUNT_NAME}', async (t) => {
+  seen.length = 0
+  const { 'csi.storage.k8s.io/serviceAccount.name': _sa, ...ctx } = POD_CONTEXT
+  const r = validatePublishRequest(kubeletRequest({ volume_context: { ...ATTRS, ...ctx } }), okParser)
+  t.equal(r.pod.serviceAccountName, '', 'empty, not refused')
+  t.equal(seen[0]?.pod.serviceAccountName, '', 'the parser sees it empty and refuses only a ${SERVICE_ACCOUNT_NAME} it cannot fill')
+})
+
 t.test('every single-node access mode is accepted', async (t) => {
   for (const mode of ['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER'] as const) {
     const req = kubeletRequest()
@@ -119,12 +127,6 @@ t.test('publish rejections', async (t) => {
       req: { volume_context: ctxWithout('csi.storage.k8s.io/pod.uid') },
       code: ErrorCode.FAILED_PRECONDITION,
       msg: /missing csi.storage.k8s.io\/pod.uid\).*podInfoOnMount: true/,
-    },
-    {
-      name: 'service account missing',
-      req: { volume_context: ctxWithout('csi.storage.k8s.io/serviceAccount.name') },
-      code: ErrorCode.FAILED_PRECONDITION,
-      msg: /missing csi.storage.k8s.io\/serviceAccount.name\)/,
     },
   ]
   for (const c of cases) {
