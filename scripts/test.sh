@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test tier: typecheck, unit, integration (against a real local
-# control plane started here and stopped at the end) and CSI conformance.
+# Runs every test tier: typecheck, unit (Node 20 and 24), integration
+# (against a real local control plane started here and stopped at the end),
+# CSI conformance (csi-sanity) and the kubelet end-to-end tier.
 # Ends with one line "N passed, N failed"; exits non-zero on any failure or
 # when a tier ran nothing.
 set -uo pipefail
@@ -82,6 +83,18 @@ if $tools_ok; then
       [ "$rc" -eq 0 ] || [ "${f:-0}" -gt 0 ] || { problems+=("csi-sanity exited $rc"); failed=$((failed + 1)); }
       echo "== csi-sanity: $line"
     fi
+  fi
+
+  step "kubelet end-to-end tier (real kubelet, containerd, runc; needs root)"
+  bash test/e2e/run.sh 2>&1 | tee "$out/e2e.log"; rc=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/e2e.log" | tail -1)
+  if [ -z "$line" ]; then problems+=("e2e: no result line (exit $rc)"); failed=$((failed + 1))
+  else
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$p" -gt 0 ] || { problems+=("e2e ran no test"); failed=$((failed + 1)); }
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || { problems+=("e2e exited $rc"); failed=$((failed + 1)); }
+    echo "== e2e: $line"
   fi
 fi
 

@@ -57,6 +57,10 @@ for t in "${targets[@]}"; do
   log "$name: built in $(( $(date +%s) - start ))s"
 done
 
+# Every change of pins makes a new folder (~400 MB): keep this one and the
+# two newest others (a control plane started earlier may still use them).
+ls -1dt "$cache_root"/tools-* 2>/dev/null | grep -vxF "$cache_root/tools-$key" | tail -n +3 | xargs -r rm -rf
+
 # cert-manager's CRDs come from the pinned module; they are not committed.
 cm_version=$(cd "$here" && go list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
 cm_dir=$(cd "$here" && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)
