@@ -115,15 +115,23 @@ const MAX_STACKED = 64
 export interface MounterOptions {
   mountinfoPath?: string
   exec?: Exec
+  /** How long one read of mountinfo answers isMountPoint; 0 reads every time. */
+  mountPointCacheMs?: number
+  now?: () => number
 }
 
 export class Mounter {
   readonly #mountinfoPath: string
   readonly #exec: Exec
+  readonly #maxAgeMs: number
+  readonly #now: () => number
+  #points?: { at: number; set: Promise<Set<string>> }
 
   constructor(opts: MounterOptions = {}) {
     this.#mountinfoPath = opts.mountinfoPath ?? '/proc/self/mountinfo'
     this.#exec = opts.exec ?? execCommand
+    this.#maxAgeMs = opts.mountPointCacheMs ?? 1000
+    this.#now = opts.now ?? Date.now
   }
 
   async mounts(): Promise<MountInfo[]> {
@@ -134,7 +142,25 @@ export class Mounter {
   async isMountPoint(path: string): Promise<boolean> {
     const real = await realpathOrUndefined(path)
     if (real === undefined) return false
-    return (await this.mounts()).some((m) => m.mountPoint === real)
+    return (await this.#mountPoints()).has(real)
+  }
+
+  // mountinfo grows with every volume on the node: a resync of N volumes
+  // would parse it N times. One parse serves all checks within maxAge; our
+  // own mounts and unmounts drop it at once, so only changes made behind our
+  // back are seen up to maxAge late.
+  #mountPoints(): Promise<Set<string>> {
+    const now = this.#now()
+    if (!this.#points || now - this.#points.at >= this.#maxAgeMs) {
+      const set = this.mounts().then((ms) => new Set(ms.map((m) => m.mountPoint)))
+      this.#points = { at: now, set }
+      set.catch(() => (this.#points = undefined))
+    }
+    return this.#points.set
+  }
+
+  #changed(): void {
+    this.#points = undefined
   }
 
   /**
@@ -148,12 +174,15 @@ export class Mounter {
     const dst = resolve(target)
     await mkdir(dst, { recursive: true, mode: 0o750 })
     // Absolute paths always start with '/', so none can be read as an option.
+    this.#changed()
     await this.#exec('mount', ['--bind', src, dst])
     try {
       await this.#exec('mount', ['-o', 'remount,bind,ro', dst])
     } catch (err) {
       await this.#exec('umount', [dst]).catch(() => {})
       throw err
+    } finally {
+      this.#changed()
     }
   }
 
@@ -170,7 +199,10 @@ export class Mounter {
       } catch (err) {
         // Someone else may have unmounted it in between: only fail if it is
         // still mounted.
+        this.#changed()
         if (await this.isMountPoint(real)) throw err
+      } finally {
+        this.#changed()
       }
     }
     throw new Error(`unmount ${target}: still mounted after ${MAX_STACKED} attempts`)
@@ -191,6 +223,7 @@ export class Mounter {
       opts.push(`size=${sizeBytes}`)
     }
     await this.#exec('mount', ['-t', 'tmpfs', '-o', opts.join(','), 'tmpfs', real])
+    this.#changed()
     return 'mounted'
   }
 }
