@@ -1,6 +1,6 @@
 // Assembles the reconciling driver: store, informer, queue, reconciler and
 // the publisher the CSI Node service calls. main.ts only passes config in.
-import { KubeConfig } from '@kubernetes/client-node'
+import { loadKubeConfig } from './kube/config.js'
 import { access, constants, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -35,13 +35,6 @@ export interface RunningDriver {
   reconciler: Reconciler
   ready(): Promise<boolean>
   stop(): Promise<void>
-}
-
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig()
-  if (path) kc.loadFromFile(path)
-  else kc.loadFromCluster()
-  return kc
 }
 
 export async function startDriver(config: DriverConfig, logger: Logger): Promise<RunningDriver> {
