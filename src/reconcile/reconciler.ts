@@ -147,6 +147,7 @@ export class Reconciler {
   private setStatus(volumeId: string, s: VolumeStatus): void {
     if (s.gone) {
       this.statuses.delete(volumeId)
+      this.described.delete(volumeId)
       this.d.onVolumeState?.(volumeId, undefined)
     } else {
       this.statuses.set(volumeId, s)
@@ -174,19 +175,7 @@ export class Reconciler {
     const p = this.paths(record.volumeId)
     const now = this.d.now()
     const stored = await this.readStored(record.volumeId).catch(() => undefined)
-    let current: Observation['current']
-    if (stored) {
-      try {
-        const cert = new X509Certificate(stored.certificatePem)
-        current = {
-          notBefore: Date.parse(cert.validFrom),
-          notAfter: Date.parse(cert.validTo),
-          keyMatches: publicKeyMatches(parsePrivateKeyPem(stored.keyPem), stored.certificatePem),
-        }
-      } catch {
-        current = undefined // unreadable: treated as absent, and so re-issued
-      }
-    }
+    const current = stored ? this.describe(record.volumeId, stored) : undefined
     let request: Observation['request']
     if (record.request && this.d.cache.synced) {
       const cr = this.d.cache.get(record.pod.namespace, record.request.name)
@@ -211,6 +200,28 @@ export class Reconciler {
       mounted: await this.d.mounter.isMountPoint(record.targetPath),
       targetParentExists: await exists(dirname(record.targetPath)),
     }
+  }
+
+  // Parsing the pair on every observation is most of an idle reconcile's
+  // cost: remember the answer for the bytes it was computed from.
+  private readonly described = new Map<string, { keyPem: string; certificatePem: string; current: Observation['current'] }>()
+
+  private describe(volumeId: string, stored: StoredCertificate): Observation['current'] {
+    const known = this.described.get(volumeId)
+    if (known && known.keyPem === stored.keyPem && known.certificatePem === stored.certificatePem) return known.current
+    let current: Observation['current']
+    try {
+      const cert = new X509Certificate(stored.certificatePem)
+      current = {
+        notBefore: Date.parse(cert.validFrom),
+        notAfter: Date.parse(cert.validTo),
+        keyMatches: publicKeyMatches(parsePrivateKeyPem(stored.keyPem), stored.certificatePem),
+      }
+    } catch {
+      current = undefined // unreadable: treated as absent, and so re-issued
+    }
+    this.described.set(volumeId, { keyPem: stored.keyPem, certificatePem: stored.certificatePem, current })
+    return current
   }
 
   // ---- effects ----------------------------------------------------------
