@@ -56,7 +56,18 @@ async function main(argv: string[]): Promise<number> {
   // Identity service and refuse publishes rather than fail to start.
   if (config.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
     try {
-      driver = await startDriver({ nodeId: config.nodeId, dataRoot: config.dataRoot, kubeconfig: config.kubeconfig, maxConcurrentIssuances: config.maxConcurrentIssuances, resyncPeriodMs: config.resyncPeriodMs, failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 }, metrics }, logger)
+      driver = await startDriver(
+        {
+          nodeId: config.nodeId,
+          dataRoot: config.dataRoot,
+          kubeconfig: config.kubeconfig,
+          maxConcurrentIssuances: config.maxConcurrentIssuances,
+          resyncPeriodMs: config.resyncPeriodMs,
+          failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 },
+          metrics,
+        },
+        logger,
+      )
     } catch (err) {
       logger.error({ err }, 'reconciler failed to start')
       return 1
