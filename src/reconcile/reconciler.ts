@@ -19,7 +19,7 @@ import { nextStep, type Observation, type Step } from './plan.js'
 import type { VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
 import { backoffDelay, type Backoff } from './queue.js'
-import { renderDeterministic, renderKeystore, isFresh, sha256, type StoredCertificate } from './render.js'
+import { renderDeterministic, renderKeystore, isFresh, encodeKey, sha256, type StoredCertificate } from './render.js'
 import type { Semaphore } from './semaphore.js'
 
 export interface RecordStore {
@@ -186,7 +186,7 @@ export class Reconciler {
       .filter(cr => !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp)
       .map(cr => cr.metadata.name)
     const publishedFresh = stored !== undefined && spec !== undefined &&
-      isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256)
+      isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
     return {
       now,
       record,
@@ -204,7 +204,14 @@ export class Reconciler {
 
   // Parsing the pair on every observation is most of an idle reconcile's
   // cost: remember the answer for the bytes it was computed from.
-  private readonly described = new Map<string, { keyPem: string; certificatePem: string; current: Observation['current'] }>()
+  private readonly described = new Map<string, { keyPem: string; certificatePem: string; current: Observation['current']; encoded?: { encoding: string; pem: string } }>()
+
+  private encodedKey(volumeId: string, spec: VolumeSpec, stored: StoredCertificate): string {
+    const known = this.described.get(volumeId)
+    if (known?.keyPem !== stored.keyPem) return encodeKey(spec, stored)
+    if (known.encoded?.encoding !== spec.key.encoding) known.encoded = { encoding: spec.key.encoding, pem: encodeKey(spec, stored) }
+    return known.encoded.pem
+  }
 
   private describe(volumeId: string, stored: StoredCertificate): Observation['current'] {
     const known = this.described.get(volumeId)

@@ -23,10 +23,13 @@ export const sha256 = (data: Buffer | string): string => createHash('sha256').up
 /** 0400 for root, or 0440 with the pod's fs-group so a non-root pod can read. */
 export const fileMode = (spec: VolumeSpec): number => (spec.fsGroup === undefined ? 0o400 : 0o440)
 
-/** Every file except the keystore: byte-for-byte reproducible. */
-export function renderDeterministic(spec: VolumeSpec, stored: StoredCertificate): RenderedFile[] {
+/** The stored key in the encoding the spec asks for. */
+export const encodeKey = (spec: VolumeSpec, stored: StoredCertificate): string =>
+  encodePrivateKeyPem(parsePrivateKeyPem(stored.keyPem), spec.key.encoding)
+
+/** Every file except the keystore: byte-for-byte reproducible. `key` saves re-encoding a known key. */
+export function renderDeterministic(spec: VolumeSpec, stored: StoredCertificate, key = encodeKey(spec, stored)): RenderedFile[] {
   const mode = fileMode(spec)
-  const key = encodePrivateKeyPem(parsePrivateKeyPem(stored.keyPem), spec.key.encoding)
   return [
     { name: spec.files.privateKey, data: Buffer.from(key), mode },
     { name: spec.files.certificate, data: Buffer.from(stored.certificatePem), mode },
@@ -47,9 +50,9 @@ export async function renderKeystore(spec: VolumeSpec, stored: StoredCertificate
 }
 
 /** True when the published files are exactly what the spec and stored certificate call for. */
-export function isFresh(spec: VolumeSpec, stored: StoredCertificate, published: Map<string, Buffer> | undefined, keystoreSha256: string | undefined): boolean {
+export function isFresh(spec: VolumeSpec, stored: StoredCertificate, published: Map<string, Buffer> | undefined, keystoreSha256: string | undefined, key?: string): boolean {
   if (!published) return false
-  const expected = renderDeterministic(spec, stored)
+  const expected = renderDeterministic(spec, stored, key)
   const names = new Set(expected.map(f => f.name))
   if (spec.pkcs12) names.add(spec.pkcs12.filename)
   if (published.size !== names.size) return false
