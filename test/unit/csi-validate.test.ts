@@ -3,6 +3,7 @@ import { ErrorCode, InvalidArgumentError, type DriverError } from '../../src/err
 import type { NodePublishVolumeRequest__Output } from '../../src/csi/generated/csi/v1/NodePublishVolumeRequest.js'
 import { userAttributes, validatePublishRequest, validateUnpublishRequest, type AttributeParser } from '../../src/csi/validate.js'
 import type { PodInfo, VolumeSpec } from '../../src/volume/types.js'
+import { catchErr } from '../helpers/catch.js'
 
 const POD_CONTEXT = {
   'csi.storage.k8s.io/pod.name': 'app-0',
@@ -182,12 +183,3 @@ t.test('userAttributes drops exactly the kubelet prefix', async (t) => {
     'csi.storage.k8s.io.example/x': 'kept',
   })
 })
-
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  return undefined
-}

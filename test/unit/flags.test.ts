@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parseFlags, type Config } from '../../src/config/flags.js'
 import { FlagError, FlagExit } from '../../src/errors.js'
+import { catchErr } from '../helpers/catch.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const base = ['--node-id', 'node-1']
@@ -147,12 +148,3 @@ t.test('main: exit codes and one-line errors', async (t) => {
   t.equal(version.status, 0, '--version exits 0')
   t.equal(version.stdout.trim(), pkgVersion)
 })
-
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  return undefined
-}
