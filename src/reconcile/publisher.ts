@@ -21,10 +21,8 @@ export class ReconcilingPublisher implements VolumePublisher {
 
   async publish(req: PublishRequest, signal: AbortSignal): Promise<void> {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
-    if (this.d.reconciler.status(req.volumeId)?.ready) {
-      const known = await this.d.store.load(req.volumeId)
-      if (known?.desired === 'published' && known.targetPath === req.targetPath) return
-    }
+    const status = this.d.reconciler.status(req.volumeId)
+    if (status?.ready && status.targetPath === req.targetPath && !this.unpublishing.has(req.volumeId)) return
     const existing = await this.d.store.load(req.volumeId)
     if (!existing || existing.desired !== 'published' || existing.targetPath !== req.targetPath) {
       const record: VolumeRecord = {
@@ -46,7 +44,20 @@ export class ReconcilingPublisher implements VolumePublisher {
     }, last => `volume ${req.volumeId} not ready yet: ${last ?? 'waiting for the reconciler'}; the kubelet will retry`)
   }
 
+  // A ready status lingers until the teardown's reconcile: no republish may
+  // be answered from it meanwhile.
+  private readonly unpublishing = new Set<string>()
+
   async unpublish(volumeId: string, targetPath: string): Promise<void> {
+    this.unpublishing.add(volumeId)
+    try {
+      await this.teardown(volumeId, targetPath)
+    } finally {
+      this.unpublishing.delete(volumeId)
+    }
+  }
+
+  private async teardown(volumeId: string, targetPath: string): Promise<void> {
     const record = await this.d.store.load(volumeId)
     // The one exception to "only the reconciler mounts": with its record lost
     // (set aside as corrupt, say) no reconcile will ever come for this

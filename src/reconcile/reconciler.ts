@@ -48,6 +48,8 @@ export interface VolumeStatus {
   failed: boolean
   /** The record is gone (unpublished or never published). */
   gone: boolean
+  /** Where the volume is (to be) mounted, as last reconciled. */
+  targetPath?: string
 }
 
 export interface ReconcilerDeps {
@@ -115,7 +117,7 @@ export class Reconciler {
         const obs = await this.observe(record, spec, parsed.ok ? undefined : `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}`)
         const step = nextStep(obs)
         if (step.kind === 'wait') {
-          this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false })
+          this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false, targetPath: record.targetPath })
           this.report(volumeId, step.ready, record, spec)
           return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
         }
@@ -128,7 +130,7 @@ export class Reconciler {
       this.setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
     } catch (err) {
       const current = this.statuses.get(volumeId)
-      this.setStatus(volumeId, { ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
+      this.setStatus(volumeId, { ...current, ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
       throw err
     }
   }
@@ -266,7 +268,7 @@ export class Reconciler {
         this.requestedAt.set(req.name, this.d.now())
         // The informer reports its progress; nothing more to do until then.
         const state = requestState(created)
-        this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false })
+        this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
         this.report(record.volumeId, req.renewal, record, spec)
         return 'stop'
       }
