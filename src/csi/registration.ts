@@ -9,10 +9,7 @@
 // In a DaemonSet this is node-driver-registrar's job; --kubelet-registration-path
 // lets the driver do it where that sidecar cannot run (see test/e2e/README.md).
 //
-// Types in ./registration-generated come from proto/pluginregistration.proto:
-//   npx proto-loader-gen-types --keepCase --longs=String --enums=String --defaults --oneofs \
-//     --grpcLib=@grpc/grpc-js --importFileExtension=.js \
-//     --outDir=src/csi/registration-generated proto/pluginregistration.proto
+// Types in ./registration-generated come from proto/pluginregistration.proto (npm run gen:proto):
 
 import { existsSync } from 'node:fs'
 import { lstat, mkdir, rm } from 'node:fs/promises'
