@@ -110,11 +110,13 @@ export class Reconciler {
   async reconcile(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
     let record = await this.d.store.load(volumeId)
     const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
+    // Steps change the record's progress, never its attributes or pod: one parse serves them all.
+    const parsed = record ? parseVolumeAttributes(record.attributes, record.pod) : undefined
+    const spec = parsed?.ok ? parsed.spec : undefined
+    const invalidSpec = parsed && !parsed.ok ? `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}` : undefined
     try {
       for (let i = 0; i < MAX_STEPS && record; i++) {
-        const parsed = parseVolumeAttributes(record.attributes, record.pod)
-        const spec = parsed.ok ? parsed.spec : undefined
-        const obs = await this.observe(record, spec, parsed.ok ? undefined : `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}`)
+        const obs = await this.observe(record, spec, invalidSpec)
         const step = nextStep(obs)
         if (step.kind === 'wait') {
           this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false, targetPath: record.targetPath })
