@@ -138,6 +138,11 @@ export class VolumeStore<R extends { volumeId: string }> {
    * the store, ours or anyone else's. Treat each call as "re-read and
    * reconcile": events carry no content and may repeat. Resolves once the
    * watcher is ready; the returned function stops it.
+   *
+   * The first record of a brand-new volume directory can be written before
+   * chokidar watches that directory, and then goes unreported: the driver's
+   * publish path enqueues the volumes it records itself, so only a new
+   * volume written from outside can wait for the next start.
    */
   async watch(onChange: StoreChangeHandler): Promise<() => Promise<void>> {
     await mkdir(this.root, { recursive: true, mode: 0o700 })
