@@ -15,10 +15,10 @@ const say = (line: string): void => console.log(line)
 const cleanups: (() => unknown)[] = []
 
 async function main(): Promise<void> {
-  say('== 1/4 building the test control plane (cached after the first run; the first build takes several minutes)')
+  say('== 1/4 building the local control plane: kube-apiserver, etcd, kubectl, cert-manager (cached after the first run; the first build says how long it takes)')
   const dir = mkdtempSync(join(tmpdir(), 'csi-demo-cluster-'))
   cleanups.push(() => down(dir))
-  const state = await up({ dir, log: line => say(`   ${line}`) })
+  const state = await up({ dir, controlPlaneToolsOnly: true, log: line => say(`   ${line}`) })
   const kc = new KubeConfig()
   kc.loadFromFile(state.kubeconfig)
   say(`   control plane ready in ${((state.timings.totalMs ?? 0) / 1000).toFixed(1)}s; Issuer ${state.issuer.namespace}/${state.issuer.name} is Ready`)

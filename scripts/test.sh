@@ -4,13 +4,27 @@
 # CSI conformance (csi-sanity) and the kubelet end-to-end tier.
 # Ends with one line "N passed, N failed"; exits non-zero on any failure or
 # when a tier ran nothing.
+#
+# With CI set (as .ci/run has it) or CSI_FIRST_RUN=1, the run takes a
+# newcomer's first-run path: a tools cache of its own that starts empty (so
+# every tool, the Node 24 binary and the CRDs are made inside the run), and
+# the kubelet tier's host packages removed first so its installer runs. Go's
+# build and module caches stay: they only save time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
+first_run=false
+if [ -n "${CI:-}" ] || [ "${CSI_FIRST_RUN:-}" = 1 ]; then first_run=true; fi
+if $first_run && [ -z "${CSI_TOOLS_CACHE:-}" ]; then
+  export CSI_TOOLS_CACHE="$out/tools-cache"
+fi
+$first_run && export CSI_FIRST_RUN=1
 # This run's own control plane: never one a developer has running by hand.
 export CSI_CLUSTER_DIR="$out/cluster"
 trap 'node --import tsx test/cluster/cli.ts down >/dev/null 2>&1; rm -rf "$out"' EXIT
-passed=0; failed=0; problems=()
+passed=0; failed=0; problems=(); timings=()
+run_started=$SECONDS
+tier_started=$SECONDS; tier_name=""
 
 # Adds "pass fail" read from a tap run's closing summary, e.g.
 # "# { total: 12, pass: 11, fail: 1, skip: 0 }" (fail is left out at 0).
@@ -28,9 +42,15 @@ count_tap() {
   echo "== $tier: $p passed, $f failed"
 }
 
-step() { echo; echo "=== $*"; }
+# Each step's wall time, for the table at the end (test/README.md keeps it).
+step() {
+  [ -n "$tier_name" ] && timings+=("$(printf '%-28s %5ds' "$tier_name" $((SECONDS - tier_started)))")
+  tier_name=${2:-}; tier_started=$SECONDS
+  [ -n "$1" ] && { echo; echo "=== $1"; }
+}
 
-step "test tools (kube-apiserver, etcd, kubectl, helm, cert-manager controllers, csi-sanity)"
+if $first_run; then echo "first-run path: tools cache $CSI_TOOLS_CACHE starts empty"; fi
+step "test tools (kube-apiserver, etcd, kubectl, helm, cert-manager controllers, csi-sanity, kubelet)" "tools build"
 # First: the unit tier renders manifests with the kubectl and helm built here.
 tools_ok=true
 if bin=$(bash test/tools/build.sh | tail -1); then
@@ -39,13 +59,13 @@ else
   tools_ok=false; problems+=("building the test tools failed"); failed=$((failed + 1))
 fi
 
-step "typecheck"
+step "typecheck" typecheck
 if npx tsc -p tsconfig.json --noEmit; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("typecheck failed"); fi
 
-step "unit tier"
+step "unit tier" "unit (node 20)"
 npx tap run test/unit 2>&1 | tee "$out/unit.tap"; count_tap unit "$out/unit.tap" "${PIPESTATUS[0]}"
 
-step "unit tier on Node 24 (the production image's Node major)"
+step "unit tier on Node 24 (the production image's Node major)" "unit (node 24, with install)"
 # The npm registry's "node" package ships the binary: no download site needed.
 node24_dir=${CSI_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cert-manager-csi-driver}/node24
 if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
@@ -59,11 +79,11 @@ else
 fi
 
 if $tools_ok; then
-  step "local control plane"
+  step "local control plane" "control plane up"
   if node --import tsx test/cluster/cli.ts up; then
-    step "integration tier"
+    step "integration tier" integration
     npx tap run test/integration 2>&1 | tee "$out/integration.tap"; count_tap integration "$out/integration.tap" "${PIPESTATUS[0]}"
-    step "control plane after the integration tier"
+    step "control plane after the integration tier" "control plane down"
     node --import tsx test/cluster/cli.ts status || { problems+=("a control plane process died during the tests"); failed=$((failed + 1)); }
   else
     problems+=("the local control plane did not start"); failed=$((failed + 1))
@@ -71,7 +91,7 @@ if $tools_ok; then
   node --import tsx test/cluster/cli.ts down
 
   if [ -f test/sanity/run.sh ]; then
-    step "CSI conformance (csi-sanity)"
+    step "CSI conformance (csi-sanity)" csi-sanity
     bash test/sanity/run.sh 2>&1 | tee "$out/sanity.log"; rc=${PIPESTATUS[0]}
     line=$(grep -E '^Ran [0-9]+ of [0-9]+ Specs' "$out/sanity.log" | tail -1)
     summary=$(grep -E '[0-9]+ Passed \| [0-9]+ Failed' "$out/sanity.log" | tail -1)
@@ -85,7 +105,7 @@ if $tools_ok; then
     fi
   fi
 
-  step "kubelet end-to-end tier (real kubelet, containerd, runc; needs root)"
+  step "kubelet end-to-end tier (real kubelet, containerd, runc; needs root)" "kubelet tier"
   bash test/e2e/run.sh 2>&1 | tee "$out/e2e.log"; rc=${PIPESTATUS[0]}
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/e2e.log" | tail -1)
   if [ -z "$line" ]; then problems+=("e2e: no result line (exit $rc)"); failed=$((failed + 1))
@@ -98,6 +118,11 @@ if $tools_ok; then
   fi
 fi
 
+step ""
+echo
+echo "=== time per tier ($($first_run && echo first-run path || echo warm tools cache))"
+for l in "${timings[@]}"; do echo "  $l"; done
+printf '  %-28s %5ds\n' total $((SECONDS - run_started))
 echo
 for p in "${problems[@]}"; do echo "problem: $p"; done
 echo "$passed passed, $failed failed"

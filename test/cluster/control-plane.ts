@@ -46,9 +46,12 @@ export function readState(dir = defaultClusterDir()): ClusterState | undefined {
   return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as ClusterState
 }
 
-/** Builds (or finds cached) binaries and returns their folder. Progress goes to stderr. */
-export function buildTools(): string {
-  const out = execFileSync('bash', [join(repoRoot, 'test/tools/build.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
+/** The tools a control plane runs on: what `npm run demo` builds on a first run. */
+export const CONTROL_PLANE_TOOLS = ['kube-apiserver', 'etcd', 'kubectl', 'cert-manager-controllers']
+
+/** Builds (or finds cached) binaries, all of them or those named, and returns their folder. Progress goes to stderr. */
+export function buildTools(names: string[] = []): string {
+  const out = execFileSync('bash', [join(repoRoot, 'test/tools/build.sh'), ...names], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
   const bin = out.trim().split('\n').pop()
   if (!bin || !existsSync(bin)) throw new ClusterError(`test/tools/build.sh printed no bin directory (got ${JSON.stringify(out)})`)
   return bin
@@ -141,6 +144,8 @@ export interface UpOptions {
   apiserverTimeoutMs?: number
   /** cert-manager controllers to run; default: all of cert-manager-controllers' defaults. */
   controllers?: string[]
+  /** Build only the control plane's own tools, not the test tools (csi-sanity, helm, kubelet). */
+  controlPlaneToolsOnly?: boolean
 }
 
 export async function up(opts: UpOptions = {}): Promise<ClusterState> {
@@ -152,7 +157,7 @@ export async function up(opts: UpOptions = {}): Promise<ClusterState> {
   }
   const timings: Record<string, number> = {}
   const t0 = Date.now()
-  const binDir = opts.binDir ?? buildTools()
+  const binDir = opts.binDir ?? buildTools(opts.controlPlaneToolsOnly ? CONTROL_PLANE_TOOLS : [])
   timings.toolsMs = Date.now() - t0
 
   rmSync(dir, { recursive: true, force: true })
