@@ -34,7 +34,7 @@ case "$1 $2" in
 esac
 `
 
-function scratch(t: Tap.Test): Scratch {
+function scratch(t: { teardown(fn: () => unknown): void }): Scratch {
   const dir = mkdtempSync(join(tmpdir(), 'tools-build-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const stubBin = join(dir, 'stub-bin')
