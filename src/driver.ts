@@ -2,6 +2,9 @@
 // the publisher the CSI Node service calls. main.ts only passes config in.
 import { loadKubeConfig } from './kube/config.js'
 import { access, constants, rmdir } from 'node:fs/promises'
+import type { DataRootLock } from './host/data-root-lock.js'
+import { TombstoneStore } from './state/tombstones.js'
+import { RequestJanitor } from './reconcile/request-janitor.js'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { DriverMetrics } from './metrics/metrics.js'
@@ -28,6 +31,10 @@ export interface DriverConfig {
   /** Every known volume is reconciled again this often, spread over the period. */
   resyncPeriodMs?: number
   metrics?: DriverMetrics
+  /** --kube-api-timeout and --cache-relist-period; defaults 30 s and 5 min. */
+  kube?: { apiTimeoutMs?: number; cacheRelistPeriodMs?: number }
+  /** The data root's lock, taken by main.ts before anything else. */
+  lock?: Pick<DataRootLock, 'lockAgain'>
 }
 
 export interface RunningDriver {
@@ -42,9 +49,11 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   const mounter = new Mounter()
   // Key material never touches a disk: the data root is (or becomes) tmpfs.
   const tmpfs = await mounter.ensureTmpfs(config.dataRoot)
+  // A driver starting later finds the tmpfs, not the directory main.ts locked.
+  if (tmpfs === 'mounted') await config.lock?.lockAgain()
   logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')
 
-  const events = new KubeEventRecorder(kc, config.nodeId, logger)
+  const events = new KubeEventRecorder(kc, config.nodeId, logger, { timeoutMs: config.kube?.apiTimeoutMs })
   const store = new VolumeStore<VolumeRecord>({
     dataRoot: config.dataRoot,
     validate: validateRecord,
@@ -56,15 +65,33 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
         `set aside ${path}: ${String(err).slice(0, 200)}; the kubelet's next publish records the volume again`)
     },
   })
-  const requests = new KubeRequestClient(kc)
+  const requests = new KubeRequestClient(kc, { timeoutMs: config.kube?.apiTimeoutMs })
+  const janitor = new RequestJanitor({
+    tombstones: new TombstoneStore(config.dataRoot, logger),
+    requests,
+    logger,
+    clock: { now: Date.now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
+    random: Math.random,
+  })
   let queue: WorkQueue | undefined
   const enqueue = (volumeId: string): void => queue?.add(volumeId)
-  const informer = new RequestInformer({ kc, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId) })
+  const informer = new RequestInformer({
+    kc, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId),
+    apiTimeoutMs: config.kube?.apiTimeoutMs, relistPeriodMs: config.kube?.cacheRelistPeriodMs,
+    // The API is back: what failed on it goes again now, not after a backoff
+    // grown during the outage (a renewal due meanwhile would wait minutes).
+    onRecovered: () => {
+      const retried = queue?.retryFailed(1000) ?? 0
+      janitor.retrySoon()
+      logger.info({ retried, tombstones: janitor.pending }, 'Kubernetes API reachable again; retrying what failed on it')
+    },
+  })
   const reconciler = new Reconciler({
     nodeId: config.nodeId,
     store,
     requests,
     cache: informer,
+    janitor,
     mounter,
     files: { write: writeAtomically, read: readPublished, clear: clearPublished },
     events,
@@ -88,6 +115,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   config.metrics?.setQueueDepth(() => queue?.length ?? 0)
 
   await informer.start()
+  await janitor.start()
   queue.start()
   // A restart resumes every volume from the store.
   const records = await store.list()
@@ -106,8 +134,10 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     reconciler,
     publisher: new ReconcilingPublisher({
       nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now,
+      // Local first, like a teardown: the requests the cache knows go to the janitor.
       releaseOrphan: async (volumeId, targetPath) => {
-        for (const cr of informer.forVolume(volumeId)) await requests.delete(cr.metadata.namespace, cr.metadata.name)
+        const known = informer.forVolume(volumeId).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name }))
+        if (known.length > 0) await janitor.bury({ volumeId, requests: known, namespaces: [], createdAt: new Date().toISOString() })
         if (!(await mounter.isMountPoint(targetPath))) return
         await mounter.unmount(targetPath)
         await rmdir(targetPath).catch(() => undefined)
@@ -119,6 +149,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
       clearInterval(resync)
       await closeWatch()
       await queue?.shutdown()
+      await janitor.stop()
       await informer.stop()
     },
   }

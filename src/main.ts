@@ -11,6 +11,7 @@ import { RegistrationServer } from './csi/registration.js'
 import { FlagError, FlagExit } from './errors.js'
 import { createLogger } from './log/logger.js'
 import { startDriver, type RunningDriver } from './driver.js'
+import { DataRootInUseError, DataRootLock } from './host/data-root-lock.js'
 import { DriverMetrics } from './metrics/metrics.js'
 import { startHttpServer, type RunningHttpServer } from './http/server.js'
 
@@ -31,6 +32,16 @@ async function main(argv: string[]): Promise<number> {
       return 2
     }
     throw err
+  }
+
+  // One driver per node, checked before anything logs, binds a port or a socket.
+  let lock: DataRootLock
+  try {
+    lock = await DataRootLock.acquire(config.dataRoot)
+  } catch (err) {
+    if (!(err instanceof DataRootInUseError)) throw err
+    process.stderr.write(`${PROGRAM}: error: ${err.message}\n`)
+    return 1
   }
 
   const logger = createLogger({ level: config.logLevel, format: config.logFormat })
@@ -64,7 +75,9 @@ async function main(argv: string[]): Promise<number> {
           maxConcurrentIssuances: config.maxConcurrentIssuances,
           resyncPeriodMs: config.resyncPeriodMs,
           failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 },
+          kube: { apiTimeoutMs: config.kubeApiTimeoutMs, cacheRelistPeriodMs: config.cacheRelistPeriodMs },
           metrics,
+          lock,
         },
         logger,
       )
@@ -132,6 +145,7 @@ async function main(argv: string[]): Promise<number> {
   await server.stop()
   await driver?.stop()
   await http?.close()
+  await lock.release()
   return 0
 }
 

@@ -33,6 +33,10 @@ export interface Config {
   resyncPeriodMs: number
   /** First wait after a denied or failed request; doubles per failure up to an hour. */
   failureBackoffMs: number
+  /** Deadline of every Kubernetes API call (a watch: of opening it). */
+  kubeApiTimeoutMs: number
+  /** The CertificateRequest cache re-lists (LIST + diff) this often as a safety net. */
+  cacheRelistPeriodMs: number
   /** Null: metrics disabled. */
   metricsBindAddress: BindAddress | null
   /**
@@ -54,6 +58,8 @@ export const DEFAULTS = {
   maxConcurrentIssuances: '8',
   resyncPeriod: '2m',
   failureBackoff: '30s',
+  kubeApiTimeout: '30s',
+  cacheRelistPeriod: '5m',
   metricsBindAddress: ':9402',
   pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
 } as const
@@ -88,6 +94,8 @@ function buildProgram(version: string): Command {
     .option('--max-concurrent-issuances <n>', 'issuances in flight at once on this node', DEFAULTS.maxConcurrentIssuances)
     .option('--resync-period <duration>', 're-check every volume this often (heals deleted or altered files)', DEFAULTS.resyncPeriod)
     .option('--failure-backoff <duration>', 'first wait after a denied or failed request; doubles up to 1h', DEFAULTS.failureBackoff)
+    .option('--kube-api-timeout <duration>', 'deadline of each Kubernetes API call (for a watch: of opening it)', DEFAULTS.kubeApiTimeout)
+    .option('--cache-relist-period <duration>', 'the CertificateRequest cache re-lists from the API this often (a safety net under the watch)', DEFAULTS.cacheRelistPeriod)
     .option('--metrics-bind-address <addr>', 'host:port for Prometheus metrics; 0 disables', DEFAULTS.metricsBindAddress)
     .option(
       '--kubelet-registration-path <path>',
@@ -175,6 +183,8 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     maxConcurrentIssuances: Number(max),
     resyncPeriodMs: parsePositiveDuration('--resync-period', str('resyncPeriod')),
     failureBackoffMs: parsePositiveDuration('--failure-backoff', str('failureBackoff')),
+    kubeApiTimeoutMs: parsePositiveDuration('--kube-api-timeout', str('kubeApiTimeout')),
+    cacheRelistPeriodMs: parsePositiveDuration('--cache-relist-period', str('cacheRelistPeriod')),
     metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
     ...(kubeletRegistrationPath !== undefined ? { kubeletRegistrationPath } : {}),
     pluginRegistrationDir,

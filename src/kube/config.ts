@@ -1,7 +1,10 @@
-// The kubeconfig the driver talks to the API with.
-import { KubeConfig, type Cluster } from '@kubernetes/client-node'
+// The kubeconfig the driver talks to the API with, and the deadline every
+// API call gets.
+import { KubeConfig, Observable, type Cluster, type ConfigurationOptions, type RequestContext, type ResponseContext } from '@kubernetes/client-node'
 import { Agent, type AgentOptions } from 'node:https'
 import { createHash } from 'node:crypto'
+import { UnavailableError } from '../errors.js'
+import { formatDuration } from '../volume/duration.js'
 
 export function loadKubeConfig(path: string | undefined): KubeConfig {
   const kc = new KubeConfig()
@@ -36,5 +39,56 @@ export function reuseConnections(kc: KubeConfig): void {
       agents.set(identity, agent)
     }
     return agent
+  }
+}
+
+export const DEFAULT_API_TIMEOUT_MS = 30_000
+
+/** An API call that took longer than --kube-api-timeout; retried like any unavailable dependency. */
+export class ApiTimeoutError extends UnavailableError {
+  constructor(readonly operation: string, readonly timeoutMs: number, options?: { cause?: unknown }) {
+    super(`${operation} timed out after ${formatDuration(timeoutMs)}`, options)
+  }
+}
+
+/**
+ * Runs one call of a generated client-node API with a deadline. client-node
+ * 1.4 sets no timeout of its own (a blackholed apiserver hangs a call for
+ * the OS's ~15 minutes), but every generated method takes per-call options
+ * whose middleware sees the RequestContext before it is sent: we set an
+ * AbortSignal there, and node-fetch aborts the HTTP request (headers and
+ * body alike) when it fires. `signal` adds a caller's own abort (a stop).
+ *
+ *   await withTimeout('CertificateRequest get', 30_000, options => api.getNamespacedCustomObject(params, options))
+ */
+export async function withTimeout<T>(
+  operation: string,
+  timeoutMs: number,
+  call: (options: ConfigurationOptions) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const deadline = new AbortController()
+  const timer = setTimeout(() => deadline.abort(), timeoutMs)
+  try {
+    return await call(abortOptions(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal))
+  } catch (err) {
+    if (deadline.signal.aborted && !signal?.aborted) throw new ApiTimeoutError(operation, timeoutMs, { cause: err })
+    throw err
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Per-call options that abort the request with `signal`, keeping the API's own middleware. */
+export function abortOptions(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [{
+      pre: (context: RequestContext) => {
+        context.setSignal(signal)
+        return new Observable(Promise.resolve(context))
+      },
+      post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+    }],
+    middlewareMergeStrategy: 'append',
   }
 }

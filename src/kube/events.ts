@@ -4,6 +4,7 @@
 import { EventsV1Api, V1MicroTime, type KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { randomBytes } from 'node:crypto'
+import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
 
 export interface ObjectRef {
   apiVersion: string
@@ -19,11 +20,22 @@ export interface EventRecorder {
   record(regarding: ObjectRef, type: EventType, reason: string, action: string, note: string): void
 }
 
+export interface EventRecorderOptions {
+  /** reportingController; default csi.cert-manager.io. */
+  controller?: string
+  /** Deadline of each API call; default 30 s. */
+  timeoutMs?: number
+}
+
 export class KubeEventRecorder implements EventRecorder {
   private readonly api: EventsV1Api
+  private readonly controller: string
+  private readonly timeoutMs: number
 
-  constructor(kc: KubeConfig, private readonly nodeId: string, private readonly logger: Logger, private readonly controller = 'csi.cert-manager.io') {
+  constructor(kc: KubeConfig, private readonly nodeId: string, private readonly logger: Logger, opts: EventRecorderOptions = {}) {
     this.api = kc.makeApiClient(EventsV1Api)
+    this.controller = opts.controller ?? 'csi.cert-manager.io'
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
   }
 
   record(regarding: ObjectRef, type: EventType, reason: string, action: string, note: string): void {
@@ -39,8 +51,8 @@ export class KubeEventRecorder implements EventRecorder {
       note: note.slice(0, 1024),
       regarding: { apiVersion: regarding.apiVersion, kind: regarding.kind, name: regarding.name, namespace: regarding.namespace, ...(regarding.uid ? { uid: regarding.uid } : {}) },
     }
-    this.api.createNamespacedEvent({ namespace: regarding.namespace, body }).catch((err: unknown) => {
-      this.logger.warn({ err: String(err), reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'could not record an Event')
+    withTimeout('Event create', this.timeoutMs, options => this.api.createNamespacedEvent({ namespace: regarding.namespace, body }, options)).catch((err: unknown) => {
+      this.logger.warn({ err, reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'could not record an Event')
     })
   }
 }

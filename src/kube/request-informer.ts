@@ -1,12 +1,17 @@
-// A cache of this node's CertificateRequests, fed by a watch. client-node's
-// informer stops for good on any error and its watch timeout never fires
-// (STACK.md): we restart it with jittered backoff and re-list periodically.
-import { CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesObject, type Informer } from '@kubernetes/client-node'
+// A cache of this node's CertificateRequests, kept by a Reflector
+// (./reflector.ts: LIST + WATCH with resourceVersions, bookmarks, a diffed
+// periodic re-list and backoff). Not client-node's makeInformer: it stops for
+// good on any error, our own stop raises an error too, and a restarted one
+// starts empty so what was deleted in between is never reported (STACK.md).
+import { CustomObjectsApi, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_NODE, ANNOTATION_VOLUME_ID,
   certificateRequestSchema, nodeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
+import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import { Reflector, objectKey, type ListResult, type ListWatch, type WatchEventType, type WatchRequest } from './reflector.js'
+import type { Backoff, Clock } from '../reconcile/queue.js'
 
 export interface RequestCache {
   readonly synced: boolean
@@ -18,27 +23,53 @@ export interface RequestInformerOptions {
   kc: KubeConfig
   nodeId: string
   logger: Logger
+  /** Every add, update and delete (a delete found by a re-list included), with the request's last state. */
   onChange: (volumeId: string, cr: CertificateRequest) => void
+  /** Safety re-list period (LIST + diff); default 5 min. */
+  relistPeriodMs?: number
+  /** Old name of relistPeriodMs. */
   resyncMs?: number
+  /** Deadline of the LIST and of opening a watch; default 30 s. */
+  apiTimeoutMs?: number
+  /** The API answers again after one or more failures. */
+  onRecovered?: () => void
+  /** For tests: what to list and watch instead of the API. */
+  listWatch?: ListWatch<KubernetesObject>
+  backoff?: Backoff
+  healthyAfterMs?: number
+  clock?: Clock
   random?: () => number
 }
 
 const key = (namespace: string, name: string): string => `${namespace}/${name}`
+const volumeOf = (cr: CertificateRequest): string | undefined => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID]
 
 export class RequestInformer implements RequestCache {
   private readonly byKey = new Map<string, CertificateRequest>()
   private readonly byVolume = new Map<string, Set<string>>()
-  private informer?: Informer<KubernetesObject>
-  private restartTimer?: NodeJS.Timeout
-  private resyncTimer?: NodeJS.Timeout
-  private failures = 0
-  private stopped = false
-  private syncedOnce = false
+  private readonly reflector: Reflector<KubernetesObject>
 
-  constructor(private readonly opts: RequestInformerOptions) {}
+  constructor(private readonly opts: RequestInformerOptions) {
+    this.reflector = new Reflector<KubernetesObject>({
+      what: 'CertificateRequest',
+      listWatch: opts.listWatch ?? new CertificateRequestListWatch(opts.kc, opts.nodeId, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
+      handlers: {
+        add: obj => this.upsert(obj),
+        update: obj => this.upsert(obj),
+        delete: obj => this.remove(obj),
+      },
+      logger: opts.logger,
+      ...(opts.relistPeriodMs ?? opts.resyncMs ? { relistPeriodMs: opts.relistPeriodMs ?? opts.resyncMs } : {}),
+      ...(opts.onRecovered ? { onRecovered: opts.onRecovered } : {}),
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      ...(opts.healthyAfterMs !== undefined ? { healthyAfterMs: opts.healthyAfterMs } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.random ? { random: opts.random } : {}),
+    })
+  }
 
   get synced(): boolean {
-    return this.syncedOnce
+    return this.reflector.synced
   }
 
   get(namespace: string, name: string): CertificateRequest | undefined {
@@ -46,90 +77,121 @@ export class RequestInformer implements RequestCache {
   }
 
   forVolume(volumeId: string): CertificateRequest[] {
-    return [...(this.byVolume.get(volumeId) ?? [])].map(k => this.byKey.get(k)!).filter(Boolean)
+    return [...(this.byVolume.get(volumeId) ?? [])].map(k => this.byKey.get(k)).filter((cr): cr is CertificateRequest => cr !== undefined)
   }
 
-  /** Resolves after the first full list. */
-  async start(): Promise<void> {
-    this.stopped = false
-    await this.run()
+  /** Sizes of the two indexes, for tests and debugging. */
+  get size(): { requests: number; volumes: number } {
+    return { requests: this.byKey.size, volumes: this.byVolume.size }
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true
-    clearTimeout(this.restartTimer)
-    clearInterval(this.resyncTimer)
-    await this.informer?.stop()
+  /**
+   * Resolves after the first successful LIST. A failing LIST is retried with
+   * backoff, so this waits for the API rather than rejecting; it resolves
+   * unsynced if stop() comes first.
+   */
+  start(): Promise<void> {
+    return this.reflector.start()
   }
 
-  private async run(): Promise<void> {
-    const api = this.opts.kc.makeApiClient(CustomObjectsApi)
-    const selector = `${LABEL_NODE}=${nodeLabelValue(this.opts.nodeId)}`
-    const list = (): Promise<{ items: KubernetesObject[]; metadata?: object }> =>
-      api.listClusterCustomObject({ group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL, labelSelector: selector }) as Promise<{ items: KubernetesObject[] }>
-    const informer = makeInformer(this.opts.kc, `/apis/${CR_GROUP}/${CR_VERSION}/${CR_PLURAL}`, list, selector)
-    this.informer = informer
-    informer.on('add', obj => this.upsert(obj))
-    informer.on('update', obj => this.upsert(obj))
-    informer.on('delete', obj => this.remove(obj))
-    informer.on('error', err => this.restartAfterError(err))
-    await informer.start()
-    this.syncedOnce = true
-    this.failures = 0
-    clearInterval(this.resyncTimer)
-    this.resyncTimer = setInterval(() => void this.resync(), this.opts.resyncMs ?? 5 * 60_000)
-    this.resyncTimer.unref()
-  }
-
-  // A full re-list also catches anything a silently stalled watch missed.
-  private async resync(): Promise<void> {
-    if (this.stopped) return
-    await this.informer?.stop()
-    await this.run().catch(err => this.restartAfterError(err))
-  }
-
-  private restartAfterError(err: unknown): void {
-    if (this.stopped) return
-    this.failures++
-    const base = Math.min(30_000, 500 * 2 ** Math.min(this.failures, 10))
-    const delay = base * (0.8 + 0.4 * (this.opts.random ?? Math.random)())
-    this.opts.logger.warn({ err: String(err), retryInMs: Math.round(delay) }, 'CertificateRequest watch failed; restarting')
-    clearTimeout(this.restartTimer)
-    this.restartTimer = setTimeout(() => {
-      void this.informer?.stop()
-      this.run().catch(e => this.restartAfterError(e))
-    }, delay)
+  stop(): Promise<void> {
+    return this.reflector.stop()
   }
 
   private upsert(obj: KubernetesObject): void {
     const parsed = certificateRequestSchema.safeParse(obj)
     if (!parsed.success) {
       this.opts.logger.warn({ name: obj.metadata?.name, namespace: obj.metadata?.namespace }, 'ignoring a CertificateRequest we cannot read')
+      // What we held of it is no longer what the server holds.
+      this.remove(obj)
       return
     }
     const cr = parsed.data
-    const volumeId = cr.metadata.annotations?.[ANNOTATION_VOLUME_ID]
-    if (!volumeId) return
     const k = key(cr.metadata.namespace, cr.metadata.name)
+    const volumeId = volumeOf(cr)
+    const old = this.byKey.get(k)
+    // Someone edited the annotation: the old volume loses the request.
+    if (old && volumeOf(old) !== volumeId) this.remove(obj)
+    if (!volumeId) return
     this.byKey.set(k, cr)
     let set = this.byVolume.get(volumeId)
     if (!set) this.byVolume.set(volumeId, (set = new Set()))
     set.add(k)
+    this.opts.logger.debug({ request: k, volumeId, change: old ? 'update' : 'add' }, 'CertificateRequest cache')
     this.opts.onChange(volumeId, cr)
   }
 
   private remove(obj: KubernetesObject): void {
-    const namespace = obj.metadata?.namespace
-    const name = obj.metadata?.name
-    if (!namespace || !name) return
-    const k = key(namespace, name)
-    const cr = this.byKey.get(k)
+    const k = objectKey(obj)
+    const cr = k === undefined ? undefined : this.byKey.get(k)
+    if (k === undefined || !cr) return
     this.byKey.delete(k)
-    const volumeId = cr?.metadata.annotations?.[ANNOTATION_VOLUME_ID]
-    if (!volumeId || !cr) return
+    const volumeId = volumeOf(cr)
+    if (!volumeId) return
     const set = this.byVolume.get(volumeId)
     set?.delete(k)
     if (set?.size === 0) this.byVolume.delete(volumeId)
+    this.opts.logger.debug({ request: k, volumeId, change: 'delete' }, 'CertificateRequest cache')
     this.opts.onChange(volumeId, cr)
+  }
+}
+
+/**
+ * The reflector's port on the real API: a typed LIST through CustomObjectsApi
+ * with a deadline, and client-node's Watch for the stream.
+ */
+export class CertificateRequestListWatch implements ListWatch<KubernetesObject> {
+  private readonly api: CustomObjectsApi
+  private readonly watcher: Watch
+  private readonly labelSelector: string
+  private readonly path = `/apis/${CR_GROUP}/${CR_VERSION}/${CR_PLURAL}`
+
+  constructor(kc: KubeConfig, nodeId: string, private readonly timeoutMs: number) {
+    this.api = kc.makeApiClient(CustomObjectsApi)
+    this.labelSelector = `${LABEL_NODE}=${nodeLabelValue(nodeId)}`
+    // Watch sets its own AbortSignal on the request (we cannot add ours) and
+    // hands its controller back only once the response headers arrived, so a
+    // connect to a blackholed apiserver could not be aborted at all. A
+    // kubeconfig whose fetch options carry node-fetch's `timeout` (which
+    // covers the request until the headers) bounds that phase; the stream
+    // after it is ended by the server's timeoutSeconds or the reflector.
+    const watchConfig = Object.create(kc) as KubeConfig
+    watchConfig.applyToFetchOptions = async opts => ({ ...(await kc.applyToFetchOptions(opts)), timeout: timeoutMs })
+    this.watcher = new Watch(watchConfig)
+  }
+
+  async list(signal: AbortSignal): Promise<ListResult<KubernetesObject>> {
+    const list = (await withTimeout('CertificateRequest list', this.timeoutMs, options =>
+      this.api.listClusterCustomObject({ group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL, labelSelector: this.labelSelector }, options), signal,
+    )) as { items?: KubernetesObject[]; metadata?: { resourceVersion?: string } }
+    return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' }
+  }
+
+  watch(req: WatchRequest): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (req.signal.aborted) return resolve()
+      let controller: AbortController | undefined
+      let settled = false
+      const settle = (err?: unknown): void => {
+        if (settled) return
+        settled = true
+        req.signal.removeEventListener('abort', onAbort)
+        controller?.abort()
+        // Aborting makes Watch report an AbortError: that is our own stop.
+        if (err && !req.signal.aborted) reject(err)
+        else resolve()
+      }
+      const onAbort = (): void => settle()
+      req.signal.addEventListener('abort', onAbort, { once: true })
+      const query = { labelSelector: this.labelSelector, resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds }
+      this.watcher.watch(this.path, query, (type: string, obj: unknown) => {
+        if (!settled) req.onEvent(type as WatchEventType, obj)
+      }, (err: unknown) => settle(err ?? undefined)).then(c => {
+        controller = c
+        // A non-200 answer has already called done; an abort may have come while connecting.
+        if (settled) c.abort()
+        else req.onOpen()
+      }, (err: unknown) => settle(err))
+    })
   }
 }

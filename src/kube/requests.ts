@@ -1,6 +1,7 @@
 // CertificateRequest API calls: create (adopting our own on a retry), delete,
-// list a volume's requests.
+// list a volume's requests. Each call has a deadline (--kube-api-timeout).
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node'
+import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_VOLUME, ANNOTATION_VOLUME_ID,
   certificateRequestSchema, volumeLabelValue, type CertificateRequest,
@@ -16,16 +17,24 @@ export interface RequestClient {
   listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]>
 }
 
+export interface RequestClientOptions {
+  /** Deadline of each API call; default 30 s. */
+  timeoutMs?: number
+}
+
 export class KubeRequestClient implements RequestClient {
   private readonly api: CustomObjectsApi
+  private readonly timeoutMs: number
 
-  constructor(kc: KubeConfig) {
+  constructor(kc: KubeConfig, opts: RequestClientOptions = {}) {
     this.api = kc.makeApiClient(CustomObjectsApi)
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
   }
 
   async create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest> {
     try {
-      return certificateRequestSchema.parse(await this.api.createNamespacedCustomObject({ ...crApi, namespace, body }))
+      return certificateRequestSchema.parse(await withTimeout('CertificateRequest create', this.timeoutMs,
+        options => this.api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
     } catch (err) {
       if (!isConflict(err)) throw err
       // Our deterministic name already exists: a retry of a create whose
@@ -42,7 +51,8 @@ export class KubeRequestClient implements RequestClient {
 
   async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
     try {
-      return certificateRequestSchema.parse(await this.api.getNamespacedCustomObject({ ...crApi, namespace, name }))
+      return certificateRequestSchema.parse(await withTimeout('CertificateRequest get', this.timeoutMs,
+        options => this.api.getNamespacedCustomObject({ ...crApi, namespace, name }, options)))
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw err
@@ -51,16 +61,17 @@ export class KubeRequestClient implements RequestClient {
 
   async delete(namespace: string, name: string): Promise<void> {
     try {
-      await this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name })
+      await withTimeout('CertificateRequest delete', this.timeoutMs,
+        options => this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name }, options))
     } catch (err) {
       if (!isNotFound(err)) throw err
     }
   }
 
   async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
-    const list = (await this.api.listNamespacedCustomObject({
+    const list = (await withTimeout('CertificateRequest list', this.timeoutMs, options => this.api.listNamespacedCustomObject({
       ...crApi, namespace, labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}`,
-    })) as { items?: unknown[] }
+    }, options))) as { items?: unknown[] }
     return (list.items ?? []).map(item => certificateRequestSchema.parse(item))
       .filter(cr => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID] === volumeId)
   }

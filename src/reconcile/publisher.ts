@@ -5,6 +5,7 @@ import type { VolumePublisher, PublishRequest } from '../csi/node.js'
 import { DeadlineExceededError, FailedPreconditionError } from '../errors.js'
 import type { VolumeRecord } from './record.js'
 import type { Reconciler, RecordStore, VolumeStatus } from './reconciler.js'
+import { RecordConflictError, revisionOf } from '../state/store.js'
 
 export interface PublisherDeps {
   nodeId: string
@@ -23,9 +24,9 @@ export class ReconcilingPublisher implements VolumePublisher {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
     const status = this.d.reconciler.status(req.volumeId)
     if (status?.ready && status.targetPath === req.targetPath && !this.unpublishing.has(req.volumeId)) return
-    const existing = await this.d.store.load(req.volumeId)
-    if (!existing || existing.desired !== 'published' || existing.targetPath !== req.targetPath) {
-      const record: VolumeRecord = {
+    await this.updateRecord(req.volumeId, existing => {
+      if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
+      return {
         ...(existing ?? { generation: 0, createdAt: new Date(this.d.now()).toISOString() }),
         version: 1,
         volumeId: req.volumeId,
@@ -35,8 +36,7 @@ export class ReconcilingPublisher implements VolumePublisher {
         attributes: req.attributes,
         desired: 'published',
       }
-      await this.d.store.save(record)
-    }
+    })
     await this.waitFor(req.volumeId, signal, s => {
       if (s.ready) return true
       if (s.failed) throw new FailedPreconditionError(s.message)
@@ -63,9 +63,28 @@ export class ReconcilingPublisher implements VolumePublisher {
     // (set aside as corrupt, say) no reconcile will ever come for this
     // volume, and a mount left behind keeps the pod from terminating.
     if (!record) return this.d.releaseOrphan(volumeId, targetPath)
-    if (record.desired !== 'unpublished') await this.d.store.save({ ...record, desired: 'unpublished' })
+    await this.updateRecord(volumeId, r => (r && r.desired !== 'unpublished' ? { ...r, desired: 'unpublished' } : undefined))
     const signal = AbortSignal.timeout(60_000)
     await this.waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)
+  }
+
+  /**
+   * Read, change, compare-and-swap, until no reconcile wrote in between:
+   * neither side ever overwrites the other. `change` returns undefined for
+   * "nothing to write".
+   */
+  private async updateRecord(volumeId: string, change: (r: VolumeRecord | undefined) => VolumeRecord | undefined): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.d.store.load(volumeId)
+      const next = change(existing)
+      if (!next) return
+      try {
+        await this.d.store.commit(next, revisionOf(existing))
+        return
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= 10) throw err
+      }
+    }
   }
 
   /** Subscribes before enqueueing so no status change can slip between the two. */

@@ -139,6 +139,20 @@ export class WorkQueue {
     this.#failures.delete(key)
   }
 
+  /**
+   * Every key whose last reconcile failed runs again within `spreadMs`, its
+   * backoff reset: what it failed on (the API) is back, and waiting out a
+   * backoff grown during an outage would only delay renewals. Returns how many.
+   */
+  retryFailed(spreadMs: number): number {
+    const keys = [...this.#failures.keys()]
+    for (const key of keys) {
+      this.#failures.delete(key)
+      this.addAfter(key, Math.round(this.#random() * spreadMs))
+    }
+    return keys.length
+  }
+
   start(): void {
     if (this.#started) return
     this.#started = true

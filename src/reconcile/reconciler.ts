@@ -1,6 +1,10 @@
 // The one writer: observes a volume (record, keys, CertificateRequest,
 // files, mount), asks the planner for the next step, performs it, and
 // repeats until the planner says wait. Everything else only enqueues.
+// Every record write is a compare-and-swap against the revision this
+// reconcile read, so a step never overwrites what a CSI call recorded
+// meanwhile (an unpublish landing during acceptCertificate): on a conflict
+// the reconcile starts over from the record as it is now.
 import { X509Certificate } from 'node:crypto'
 import { access, readFile, rm, rmdir } from 'node:fs/promises'
 import { writeFileAtomic } from '../host/files.js'
@@ -21,12 +25,20 @@ import { renewalTime } from './renewal.js'
 import { backoffDelay, type Backoff } from './queue.js'
 import { renderDeterministic, renderKeystore, isFresh, encodeKey, sha256, type StoredCertificate } from './render.js'
 import type { Semaphore } from './semaphore.js'
+import { RecordConflictError, revisionOf } from '../state/store.js'
+import type { Tombstone } from '../state/tombstones.js'
 
 export interface RecordStore {
   volumeDir(volumeId: string): string
   load(volumeId: string): Promise<VolumeRecord | undefined>
-  save(record: VolumeRecord): Promise<void>
-  remove(volumeId: string): Promise<void>
+  /** Writes `next` only if the stored record is still at `expected` (undefined: none); throws RecordConflictError otherwise. */
+  commit(next: VolumeRecord, expected: number | undefined): Promise<VolumeRecord>
+  removeIfUnchanged(volumeId: string, expected: number | undefined): Promise<void>
+}
+
+/** Takes over deleting a torn-down volume's requests (see request-janitor.ts). */
+export interface RequestBurial {
+  bury(t: Tombstone): Promise<void>
 }
 
 export interface MountOps {
@@ -57,6 +69,7 @@ export interface ReconcilerDeps {
   store: RecordStore
   requests: RequestClient
   cache: RequestCache
+  janitor: RequestBurial
   mounter: MountOps
   files: PublishedDir
   events: EventRecorder
@@ -80,6 +93,12 @@ export interface VolumeState {
 }
 
 const MAX_STEPS = 25
+/** Starts over from a fresh read this many times when a CSI call changes the record under a reconcile. */
+const MAX_CONFLICTS = 5
+/** A request we deleted is not "stale" again while the cache catches up (a lost delete event, a watch gap). */
+const DELETED_MEMORY_MS = 10 * 60_000
+/** After creating a request the informer wakes us; this is the next time if it never does. */
+const REQUEST_RECHECK_MS = 60_000
 
 export class Reconciler {
   private readonly statuses = new Map<string, VolumeStatus>()
@@ -108,6 +127,17 @@ export class Reconciler {
   }
 
   async reconcile(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.reconcileOnce(volumeId)
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= MAX_CONFLICTS) throw err
+        this.d.logger.debug({ volumeId, err }, 'record changed during the reconcile; starting over')
+      }
+    }
+  }
+
+  private async reconcileOnce(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
     let record = await this.d.store.load(volumeId)
     const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
     // Steps change the record's progress, never its attributes or pod: one parse serves them all.
@@ -125,12 +155,13 @@ export class Reconciler {
         }
         log.debug({ step: step.kind }, 'reconcile step')
         const next = await this.apply(step, record, spec!, log)
-        if (next === 'stop') return
+        if (next === 'stop') return { requeueAfterMs: REQUEST_RECHECK_MS }
         record = next
       }
       if (record) throw new Error(`volume did not converge within ${MAX_STEPS} steps`)
       this.setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
     } catch (err) {
+      if (err instanceof RecordConflictError) throw err
       const current = this.statuses.get(volumeId)
       this.setStatus(volumeId, { ...current, ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
       throw err
@@ -187,7 +218,7 @@ export class Reconciler {
     }
     const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName])
     const staleRequests = this.d.cache.forVolume(record.volumeId)
-      .filter(cr => !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp)
+      .filter(cr => !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
     const publishedFresh = stored !== undefined && spec !== undefined &&
       isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
@@ -235,6 +266,28 @@ export class Reconciler {
     return current
   }
 
+  // A delete that answered (or 404'd) is done, whatever the cache still says.
+  private readonly deleted = new Map<string, number>()
+
+  private deletedRecently(namespace: string, name: string, now: number): boolean {
+    const at = this.deleted.get(`${namespace}/${name}`)
+    if (at === undefined) return false
+    if (now - at < DELETED_MEMORY_MS) return true
+    this.deleted.delete(`${namespace}/${name}`)
+    return false
+  }
+
+  private async deleteRequest(namespace: string, name: string): Promise<void> {
+    await this.d.requests.delete(namespace, name)
+    if (this.deleted.size > 10_000) this.deleted.clear()
+    this.deleted.set(`${namespace}/${name}`, this.d.now())
+  }
+
+  /** The compare-and-swap every step writes through. */
+  private commit(next: VolumeRecord, read: VolumeRecord): Promise<VolumeRecord> {
+    return this.d.store.commit(next, revisionOf(read))
+  }
+
   // ---- effects ----------------------------------------------------------
 
   private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger): Promise<VolumeRecord | undefined | 'stop'> {
@@ -256,8 +309,7 @@ export class Reconciler {
       case 'createRequest': {
         if (!record.request) {
           const generation = record.generation + 1
-          record = { ...record, generation, request: { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined } }
-          await this.d.store.save(record)
+          record = await this.commit({ ...record, generation, request: { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined } }, record)
         }
         const req = record.request!
         const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
@@ -277,10 +329,9 @@ export class Reconciler {
 
       case 'abandonRequest': {
         log.warn({ request: record.request?.name, reason: step.reason }, 'abandoning CertificateRequest')
-        await this.d.requests.delete(record.pod.namespace, record.request!.name)
+        await this.deleteRequest(record.pod.namespace, record.request!.name)
         const { request: _dropped, ...rest } = record
-        await this.d.store.save(rest)
-        return rest
+        return this.commit(rest, record)
       }
 
       case 'acceptCertificate':
@@ -292,8 +343,7 @@ export class Reconciler {
         const now = this.d.now()
         const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
         const { request: _done, ...rest } = record
-        const next: VolumeRecord = { ...rest, failure: { reason: step.reason, message: step.message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }
-        await this.d.store.save(next)
+        const next = await this.commit({ ...rest, failure: { reason: step.reason, message: step.message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
         const reason = req.renewal ? 'RenewalFailed' : 'IssuanceFailed'
         log.warn({ request: req.name, reason: step.reason, retryInMs: retryAt - now }, step.message)
         this.emit(record, req.name, 'Warning', reason, req.renewal ? 'Renew' : 'Issue', `${step.message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
@@ -302,11 +352,13 @@ export class Reconciler {
       }
 
       case 'deleteRequests':
+        // Remembered as deleted, so the next observation moves on even if
+        // the cache never hears of it (a 404 means someone was quicker).
         for (const name of step.names) {
-          await this.d.requests.delete(record.pod.namespace, name)
+          await this.deleteRequest(record.pod.namespace, name)
           log.info({ request: name }, 'deleted superseded CertificateRequest')
         }
-        return 'stop' // the informer's delete events bring us back
+        return record
 
       case 'render': {
         const stored = (await this.readStored(record.volumeId))!
@@ -317,8 +369,7 @@ export class Reconciler {
         const keystoreSha256 = keystore ? sha256(keystore.data) : undefined
         if (keystoreSha256 !== record.keystoreSha256) {
           const { keystoreSha256: _old, ...rest } = record
-          record = keystoreSha256 ? { ...rest, keystoreSha256 } : rest
-          await this.d.store.save(record)
+          record = await this.commit(keystoreSha256 ? { ...rest, keystoreSha256 } : rest, record)
         }
         log.debug('volume files written')
         return record
@@ -341,10 +392,10 @@ export class Reconciler {
       const { request: _r, ...rest } = record
       const now = this.d.now()
       const failure = { reason: 'key-mismatch', message: `the certificate issued for ${req.name} does not match the volume's private key`, at: new Date(now).toISOString(), count: (record.failure?.count ?? 0) + 1, retryAt: new Date(now + backoffDelay(1, this.d.failureBackoff, this.d.random)).toISOString(), requestName: req.name }
-      await this.d.store.save({ ...rest, failure })
+      const next = await this.commit({ ...rest, failure }, record)
       await rm(p.pendingKey, { force: true })
       this.d.onFailure?.(record.volumeId, req.renewal, 'key-mismatch')
-      return { ...rest, failure }
+      return next
     }
     const cert = new X509Certificate(certificatePem)
     const notBefore = Date.parse(cert.validFrom)
@@ -359,11 +410,10 @@ export class Reconciler {
     ])
     await rm(p.pendingKey, { force: true })
     const { request: _r, failure: _f, ...rest } = record
-    const next: VolumeRecord = {
+    const next = await this.commit({
       ...rest,
       issued: { requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString() },
-    }
-    await this.d.store.save(next)
+    }, record)
     const reason = req.renewal ? 'Renewed' : 'Issued'
     const note = `certificate ${cert.serialNumber} valid until ${new Date(notAfter).toISOString()}; renewal at ${new Date(renewAt).toISOString()}`
     log.info({ request: req.name, notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() }, reason === 'Issued' ? 'certificate issued' : 'certificate renewed')
@@ -374,6 +424,11 @@ export class Reconciler {
     return next
   }
 
+  /**
+   * Local only, so it finishes with the API away: unmount, files, keys, then
+   * the record. The requests are handed to the janitor first (durably), which
+   * deletes them when the API lets it.
+   */
   private async teardown(record: VolumeRecord, log: Logger, reason: string): Promise<void> {
     const p = this.paths(record.volumeId)
     await this.d.mounter.unmount(record.targetPath)
@@ -382,15 +437,18 @@ export class Reconciler {
     await this.d.files.clear(p.published)
     await this.d.files.clear(p.current)
     await rm(p.pendingKey, { force: true })
-    // The API, not only the cache: a request the watch has not shown yet must not leak.
     const names = new Set<string>([
-      ...this.d.cache.forVolume(record.volumeId).map(cr => cr.metadata.name),
-      ...(await this.d.requests.listForVolume(record.pod.namespace, record.volumeId)).map((cr: CertificateRequest) => cr.metadata.name),
-      ...(record.request ? [record.request.name] : []),
+      ...this.d.cache.forVolume(record.volumeId).filter(cr => cr.metadata.namespace === record.pod.namespace).map((cr: CertificateRequest) => cr.metadata.name),
+      ...[record.request?.name, record.issued?.requestName, record.failure?.requestName].filter((n): n is string => n !== undefined),
     ])
-    for (const name of names) await this.d.requests.delete(record.pod.namespace, name)
-    await this.d.store.remove(record.volumeId)
-    log.info({ reason, deletedRequests: names.size }, 'volume torn down')
+    await this.d.janitor.bury({
+      volumeId: record.volumeId,
+      requests: [...names].map(name => ({ namespace: record.pod.namespace, name })),
+      namespaces: [record.pod.namespace],
+      createdAt: new Date(this.d.now()).toISOString(),
+    })
+    await this.d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
+    log.info({ reason, requests: names.size }, 'volume torn down; its CertificateRequests are being deleted')
   }
 
   private emit(record: VolumeRecord, requestNameValue: string, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {

@@ -15,6 +15,8 @@ export const volumeRecordSchema = z.object({
   attributes: z.record(z.string(), z.string()),
   desired: z.enum(['published', 'unpublished']),
   createdAt: z.string(),
+  /** Bumped by every write (the store's compare-and-swap): absent in records from before it. */
+  revision: z.number().int().nonnegative().optional(),
   /** Bumped for every CertificateRequest made: part of its deterministic name. */
   generation: z.number().int().nonnegative(),
   /** The request in flight, recorded before it is created. */

@@ -55,7 +55,19 @@ export interface VolumeStoreOptions<R> {
 
 export type StoreChangeHandler = (volumeId: string | undefined, path: string) => void
 
-export class VolumeStore<R extends { volumeId: string }> {
+/**
+ * commit() found the record changed since the caller read it (an unpublish
+ * landed during a reconcile, say): nothing was written; read again and redo.
+ */
+export class RecordConflictError extends Error {
+  override readonly name = 'RecordConflictError'
+  readonly code = 'RECORD_CONFLICT'
+}
+
+/** What commit() compares: bumped by every commit, absent in records made before it existed. */
+export const revisionOf = (r: { revision?: number } | undefined): number | undefined => (r === undefined ? undefined : r.revision ?? 0)
+
+export class VolumeStore<R extends { volumeId: string; revision?: number }> {
   readonly root: string
   readonly #validate: (x: unknown) => R
   readonly #log: StoreLogger
@@ -96,6 +108,49 @@ export class VolumeStore<R extends { volumeId: string }> {
     await mkdir(dir, { recursive: true, mode: 0o700 })
     await writeFileAtomic(join(dir, RECORD_FILE), JSON.stringify(record, null, 2) + '\n', { mode: 0o600, tempMark: TEMP_MARK })
     this.#ids.set(dirName, record.volumeId)
+  }
+
+  /**
+   * Compare-and-swap: writes `next` (with its revision bumped) only if the
+   * record on disk is still at `expected` (undefined: no record yet), and
+   * returns what was written. Checks and writes of one volume run one at a
+   * time, so two writers that read the same revision cannot both win.
+   */
+  async commit(next: R, expected: number | undefined): Promise<R> {
+    return this.#serially(next.volumeId, async () => {
+      const found = revisionOf(await this.#read(volumeDirName(next.volumeId)))
+      if (found !== expected) {
+        throw new RecordConflictError(`record of volume ${next.volumeId} is at revision ${found ?? 'none'}, not ${expected ?? 'none'}: it changed since it was read`)
+      }
+      const saved = { ...next, revision: (expected ?? 0) + 1 }
+      await this.save(saved)
+      return saved
+    })
+  }
+
+  /** Removes the volume's directory if its record is still at `expected` (see commit). */
+  async removeIfUnchanged(volumeId: string, expected: number | undefined): Promise<void> {
+    await this.#serially(volumeId, async () => {
+      const found = revisionOf(await this.#read(volumeDirName(volumeId)))
+      if (found !== undefined && found !== expected) {
+        throw new RecordConflictError(`record of volume ${volumeId} is at revision ${found}, not ${expected ?? 'none'}: not removed`)
+      }
+      await this.remove(volumeId)
+    })
+  }
+
+  readonly #tails = new Map<string, Promise<unknown>>()
+
+  async #serially<T>(volumeId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#tails.get(volumeId) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    this.#tails.set(volumeId, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#tails.get(volumeId) === tail) this.#tails.delete(volumeId)
+    }
   }
 
   /** Removes the volume's whole directory. Idempotent. */

@@ -94,6 +94,20 @@ export class NodeHarness {
     return (await this.requests(v.pod.namespace)).filter(r => r.volumeId === v.volumeId).map(r => r.name)
   }
 
+  /**
+   * The volume's requests once the janitor has had its chance: unpublish
+   * answers after the local teardown and the requests are deleted right
+   * after it, off the kubelet's path. Polls until none is left or timeoutMs.
+   */
+  async requestsAfterUnpublish(v: Volume, timeoutMs = 15_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const left = await this.requestsFor(v)
+      if (left.length === 0 || Date.now() > deadline) return left
+      await new Promise(r => setTimeout(r, 100))
+    }
+  }
+
   isMounted(path: string): boolean {
     return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some(l => l.split(' ')[4] === path)
   }

@@ -52,5 +52,5 @@ t.test('a denied request fails publish with the reason, then backs off', async t
   const crEvents = await cp.kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: v.pod.namespace, fieldSelector: `regarding.name=${first}` })
   t.ok(crEvents.items.some(e => e.reason === 'IssuanceFailed'), 'IssuanceFailed event on the CertificateRequest')
   await node.unpublish(v)
-  t.same(await node.requestsFor(v), [], 'unpublish deletes every request of the volume')
+  t.same(await node.requestsAfterUnpublish(v), [], 'unpublish deletes every request of the volume')
 })

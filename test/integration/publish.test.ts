@@ -66,7 +66,7 @@ t.test('unpublish removes the mount, the files and the requests; twice is fine',
   await node.unpublish(v)
   t.notOk(node.isMounted(v.targetPath), 'unmounted')
   t.notOk(existsSync(`${v.targetPath}/key.pem`), 'no key left at the target')
-  t.same(await node.requestsFor(v), [], 'CertificateRequests deleted')
+  t.same(await node.requestsAfterUnpublish(v), [], 'CertificateRequests deleted')
   await node.unpublish(v)
   t.pass('second unpublish succeeds')
   await node.client!.unpublish('csi-never-seen', `${node.root}/nowhere/mount`)
@@ -82,7 +82,7 @@ t.test('a change to the store made from outside the process is reconciled', asyn
   const deadline = Date.now() + 10_000
   while (node.isMounted(v.targetPath) && Date.now() < deadline) await sleep(100)
   t.notOk(node.isMounted(v.targetPath), 'the file watcher brought the reconciler, which tore the volume down')
-  t.same(await node.requestsFor(v), [], 'and deleted its CertificateRequest')
+  t.same(await node.requestsAfterUnpublish(v), [], 'and deleted its CertificateRequest')
 })
 
 t.test('metrics and health endpoints tell the same story', async t => {

@@ -125,7 +125,7 @@ t.test('unpublish of a volume whose record was lost still releases its mount', a
   t.ok(node.isMounted(v.targetPath), 'still mounted: the driver does not know it any more')
   await node.unpublish(v)
   t.notOk(node.isMounted(v.targetPath), 'unmounted by unpublish all the same')
-  t.same(await node.requestsFor(v), [], 'and its CertificateRequest deleted')
+  t.same(await node.requestsAfterUnpublish(v), [], 'and its CertificateRequest deleted')
 })
 
 t.test('no request leaked across all of the above', async t => {

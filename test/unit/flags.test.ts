@@ -23,6 +23,8 @@ t.test('defaults', async (t) => {
     maxConcurrentIssuances: 8,
     resyncPeriodMs: 120_000,
     failureBackoffMs: 30_000,
+    kubeApiTimeoutMs: 30_000,
+    cacheRelistPeriodMs: 300_000,
     metricsBindAddress: { host: '', port: 9402 },
     pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
   } satisfies Config)
@@ -47,6 +49,9 @@ t.test('each flag', async (t) => {
     { name: 'max issuances', args: [...base, '--max-concurrent-issuances', '32'], want: { maxConcurrentIssuances: 32 } },
     { name: 'resync period', args: [...base, '--resync-period', '30s'], want: { resyncPeriodMs: 30_000 } },
     { name: 'failure backoff', args: [...base, '--failure-backoff', '1m'], want: { failureBackoffMs: 60_000 } },
+    { name: 'kube api timeout', args: [...base, '--kube-api-timeout', '1m30s'], want: { kubeApiTimeoutMs: 90_000 } },
+    { name: 'kube api timeout seconds', args: [...base, '--kube-api-timeout', '5'], want: { kubeApiTimeoutMs: 5_000 } },
+    { name: 'cache relist period', args: [...base, '--cache-relist-period', '20s'], want: { cacheRelistPeriodMs: 20_000 } },
     { name: 'metrics host:port', args: [...base, '--metrics-bind-address', '127.0.0.1:8080'], want: { metricsBindAddress: { host: '127.0.0.1', port: 8080 } } },
     { name: 'metrics ipv6', args: [...base, '--metrics-bind-address', '[::1]:9402'], want: { metricsBindAddress: { host: '::1', port: 9402 } } },
     { name: 'metrics disabled', args: [...base, '--metrics-bind-address', '0'], want: { metricsBindAddress: null } },
@@ -97,6 +102,10 @@ t.test('errors', async (t) => {
     { name: 'max issuances zero', args: [...base, '--max-concurrent-issuances', '0'], msg: /at least 1/ },
     { name: 'resync period zero', args: [...base, '--resync-period', '0s'], msg: /--resync-period "0s" is not a positive duration/ },
     { name: 'failure backoff garbage', args: [...base, '--failure-backoff', 'soon'], msg: /--failure-backoff "soon" is not a positive duration/ },
+    { name: 'kube api timeout zero', args: [...base, '--kube-api-timeout', '0s'], msg: /--kube-api-timeout "0s" is not a positive duration/ },
+    { name: 'kube api timeout garbage', args: [...base, '--kube-api-timeout', 'forever'], msg: /--kube-api-timeout "forever" is not a positive duration/ },
+    { name: 'cache relist period zero', args: [...base, '--cache-relist-period', '0'], msg: /--cache-relist-period "0" is not a positive duration/ },
+    { name: 'cache relist period without unit', args: [...base, '--cache-relist-period', '5m3'], msg: /--cache-relist-period "5m3" is not a positive duration/ },
     { name: 'max issuances fraction', args: [...base, '--max-concurrent-issuances', '2.5'], msg: /whole number/ },
     { name: 'metrics no port', args: [...base, '--metrics-bind-address', 'localhost'], msg: /--metrics-bind-address: bind address "localhost": missing port/ },
     { name: 'metrics port too big', args: [...base, '--metrics-bind-address', ':70000'], msg: /port "70000" must be a number from 0 to 65535/ },
@@ -115,6 +124,8 @@ t.test('--help and --version are FlagExit with the text, never output', async (t
   t.type(help, FlagExit)
   t.match((help as FlagExit).output, /--node-id <name>/)
   t.match((help as FlagExit).output, /--publish-timeout <duration>/)
+  t.match((help as FlagExit).output, /--kube-api-timeout <duration>/)
+  t.match((help as FlagExit).output, /--cache-relist-period <duration>/)
   const version = catchErr(() => parseFlags(['--version'], '1.2.3'))
   t.type(version, FlagExit)
   t.equal((version as FlagExit).output, '1.2.3\n')

@@ -182,6 +182,8 @@ t.test('DaemonSet: the same pod from kustomize and helm', async (t) => {
   t.same(h, b, 'the whole pod spec')
   const ds = (objs: Obj[]): Obj => find(objs, 'DaemonSet').spec
   t.same(ds(chartDefault).updateStrategy, ds(base).updateStrategy, 'update strategy')
+  // The driver locks its data root: a surge pod beside the old one could only crash-loop.
+  t.same(ds(base).updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } }, 'no surge: one driver per node at a time')
 })
 
 t.test('DaemonSet: what a CSI node plugin needs', async (t) => {

@@ -403,3 +403,34 @@ t.test('shutdown waits for in-flight work and then takes none', async (t) => {
   await q.idle() // resolves rather than hanging
   await q.shutdown() // twice is fine
 })
+
+t.test('retryFailed runs every failed key again within the spread, backoff reset; healthy keys are left alone', async (t) => {
+  const clock = new FakeClock()
+  let apiUp = false
+  const runs: string[] = []
+  const q = new WorkQueue({
+    workers: 4,
+    clock,
+    random: () => 0.5,
+    backoff: { baseMs: 1000, maxMs: 5 * 60_000, jitter: 0 },
+    reconcile: async (k) => {
+      runs.push(k)
+      if (k.startsWith('api-') && !apiUp) throw new Error('ECONNREFUSED')
+      return { requeueAfterMs: 3_600_000 }
+    },
+  })
+  q.start()
+  for (const k of ['api-1', 'api-2', 'fine']) q.add(k)
+  await q.idle()
+  // An outage long enough to grow the backoff to minutes.
+  for (let i = 0; i < 9; i++) await clock.advance(2 ** i * 1000)
+  t.equal(q.failures('api-1'), 10)
+  runs.length = 0
+  apiUp = true
+  t.equal(q.retryFailed(1000), 2)
+  await clock.advance(500)
+  await q.idle()
+  t.same(runs.sort(), ['api-1', 'api-2'], 'both retried within the spread, not after a 256 s backoff')
+  t.equal(q.failures('api-1'), 0)
+  await q.shutdown()
+})

@@ -1,0 +1,102 @@
+// What an unpublish leaves behind for the API: the CertificateRequests of a
+// volume that is already gone from the node. Unpublish finishes locally
+// (unmount, files, keys, record) and answers the kubelet; deleting the
+// requests waits for the API here, one small file per volume under
+// <dataRoot>/tombstones, so a restart picks the work up again. The requests'
+// owner references to the pod let the garbage collector finish if we never can.
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { isNotFound, writeFileAtomic } from '../host/files.js'
+import { volumeDirName } from './store.js'
+
+export const tombstoneSchema = z.object({
+  volumeId: z.string().min(1),
+  /** Where the requests are: the pod's namespace (an orphan's come from the cache, each with its own). */
+  requests: z.array(z.object({ namespace: z.string().min(1), name: z.string().min(1) })),
+  /** Namespaces to list by the volume's label too, for requests the watch had not shown yet. */
+  namespaces: z.array(z.string().min(1)),
+  createdAt: z.string(),
+})
+
+export type Tombstone = z.infer<typeof tombstoneSchema>
+
+export interface TombstoneLogger {
+  warn(obj: object, msg: string): void
+}
+
+export class TombstoneStore {
+  readonly dir: string
+
+  constructor(dataRoot: string, private readonly log: TombstoneLogger) {
+    this.dir = join(dataRoot, 'tombstones')
+  }
+
+  #path(volumeId: string): string {
+    return join(this.dir, `${volumeDirName(volumeId)}.json`)
+  }
+
+  /** Durable before it returns: the record may be removed right after. Merges with one already there. */
+  async add(t: Tombstone): Promise<Tombstone> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    const old = await this.read(this.#path(t.volumeId))
+    const merged: Tombstone = old
+      ? {
+          ...old,
+          requests: dedupe([...old.requests, ...t.requests]),
+          namespaces: [...new Set([...old.namespaces, ...t.namespaces])],
+        }
+      : t
+    await writeFileAtomic(this.#path(t.volumeId), JSON.stringify(merged) + '\n', { mode: 0o600 })
+    return merged
+  }
+
+  async remove(volumeId: string): Promise<void> {
+    await rm(this.#path(volumeId), { force: true })
+  }
+
+  async list(): Promise<Tombstone[]> {
+    let names: string[]
+    try {
+      names = await readdir(this.dir)
+    } catch (err) {
+      if (isNotFound(err)) return []
+      throw err
+    }
+    const out: Tombstone[] = []
+    for (const n of names.filter(n => n.endsWith('.json'))) {
+      const t = await this.read(join(this.dir, n))
+      if (t) out.push(t)
+    }
+    return out
+  }
+
+  private async read(path: string): Promise<Tombstone | undefined> {
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if (isNotFound(err)) return undefined
+      throw err
+    }
+    const parsed = tombstoneSchema.safeParse(safeJson(text))
+    if (parsed.success) return parsed.data
+    // Garbage cannot name a request: drop it, the garbage collector has the rest.
+    this.log.warn({ path }, 'unreadable tombstone removed')
+    await rm(path, { force: true })
+    return undefined
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+function dedupe(refs: Tombstone['requests']): Tombstone['requests'] {
+  const seen = new Map(refs.map(r => [`${r.namespace}/${r.name}`, r]))
+  return [...seen.values()]
+}

@@ -1,0 +1,152 @@
+// The janitor deletes a torn-down volume's requests after the unpublish has
+// answered: from a tombstone that survives restarts, with backoff while the
+// API is away, at once when it is back.
+import t, { type Test } from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { RequestJanitor } from '../../src/reconcile/request-janitor.js'
+import { TombstoneStore, type Tombstone } from '../../src/state/tombstones.js'
+import type { CertificateRequest } from '../../src/kube/certificate-request.js'
+
+class FakeClock {
+  t = Date.UTC(2026, 0, 1)
+  timers: { due: number; fn: () => void; id: number }[] = []
+  #id = 0
+  now = (): number => this.t
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    const id = ++this.#id
+    this.timers.push({ due: this.t + ms, fn, id })
+    return id
+  }
+  clearTimeout = (h: unknown): void => {
+    this.timers = this.timers.filter(x => x.id !== h)
+  }
+  settle: () => Promise<void> = async () => {}
+  /** Advances time, running due timers and waiting for what each one started. */
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms
+    for (;;) {
+      this.timers.sort((a, b) => a.due - b.due)
+      const next = this.timers[0]
+      if (!next || next.due > end) break
+      this.timers.shift()
+      this.t = next.due
+      next.fn()
+      await this.settle()
+    }
+    this.t = end
+  }
+}
+
+const notFound = (): Error => Object.assign(new Error('not found'), { code: 404 })
+
+class FakeApi {
+  existing = new Set<string>()
+  down = false
+  listMissing = false
+  deletes: string[] = []
+  async delete(namespace: string, name: string): Promise<void> {
+    if (this.down) throw new Error('connect ECONNREFUSED')
+    this.deletes.push(`${namespace}/${name}`)
+    this.existing.delete(`${namespace}/${name}`) // a 404 is success for the client too
+  }
+  async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
+    if (this.down) throw new Error('connect ECONNREFUSED')
+    if (this.listMissing) throw notFound()
+    return [...this.existing].filter(k => k.startsWith(`${namespace}/${volumeId}-`)).map(k => ({ metadata: { name: k.split('/')[1]!, namespace } }) as unknown as CertificateRequest)
+  }
+}
+
+async function setup(t: Test) {
+  const dataRoot = await mkdtemp(join(tmpdir(), 'janitor-'))
+  t.teardown(() => rm(dataRoot, { recursive: true, force: true }))
+  const clock = new FakeClock()
+  const api = new FakeApi()
+  const warnings: string[] = []
+  const logger = { info: () => {}, debug: () => {}, warn: (_o: object, m: string) => void warnings.push(m) }
+  const tombstones = new TombstoneStore(dataRoot, logger)
+  const make = (): RequestJanitor => {
+    const j = new RequestJanitor({ tombstones, requests: api, logger: logger as never, clock, random: () => 0.5 })
+    clock.settle = () => j.settled()
+    return j
+  }
+  return { dataRoot, clock, api, tombstones, make, warnings }
+}
+
+const tomb = (clock: FakeClock, over: Partial<Tombstone> = {}): Tombstone => ({
+  volumeId: 'vol', requests: [{ namespace: 'ns', name: 'vol-1' }], namespaces: ['ns'], createdAt: new Date(clock.now()).toISOString(), ...over,
+})
+
+t.test('deletes the known requests and the ones only the API lists, then drops the tombstone', async t => {
+  const { clock, api, tombstones, make } = await setup(t)
+  api.existing = new Set(['ns/vol-1', 'ns/vol-2', 'other/vol-3'])
+  const j = make()
+  await j.bury(tomb(clock))
+  t.equal((await tombstones.list()).length, 1, 'durable before anything is deleted')
+  await clock.advance(0)
+  t.same(api.deletes.sort(), ['ns/vol-1', 'ns/vol-2'])
+  t.same(await tombstones.list(), [])
+  t.equal(j.pending, 0)
+})
+
+t.test('API away: backoff grows, the tombstone stays, retrySoon goes at once when it is back', async t => {
+  const { clock, api, tombstones, make } = await setup(t)
+  api.down = true
+  const j = make()
+  await j.bury(tomb(clock))
+  await clock.advance(0)
+  t.equal(clock.timers.length, 1)
+  t.equal(clock.timers[0]!.due - clock.now(), 1000, 'first retry after 1 s')
+  await clock.advance(1000)
+  t.equal(clock.timers[0]!.due - clock.now(), 2000, 'then 2 s')
+  await clock.advance(2000)
+  await clock.advance(4000)
+  await clock.advance(8000)
+  t.equal(clock.timers[0]!.due - clock.now(), 16000, 'then 16 s')
+  t.equal((await tombstones.list()).length, 1)
+  api.down = false
+  j.retrySoon()
+  t.ok(clock.timers[0]!.due - clock.now() <= 1000, 'retried within a second, not after 16 s')
+  await clock.advance(1000)
+  t.same(api.deletes, ['ns/vol-1'])
+  t.same(await tombstones.list(), [])
+})
+
+t.test('CRDs uninstalled (404 on the list): done, nothing to delete but what is known', async t => {
+  const { clock, api, tombstones, make } = await setup(t)
+  api.listMissing = true
+  const j = make()
+  await j.bury(tomb(clock))
+  await clock.advance(0)
+  t.same(api.deletes, ['ns/vol-1'])
+  t.same(await tombstones.list(), [])
+})
+
+t.test('a restart resumes the tombstones left behind', async t => {
+  const { clock, api, tombstones, make } = await setup(t)
+  api.down = true
+  const first = make()
+  await first.bury(tomb(clock))
+  await clock.advance(0)
+  await first.stop()
+  api.down = false
+  const second = make()
+  await second.start()
+  await clock.advance(0)
+  t.same(api.deletes, ['ns/vol-1'])
+  t.same(await tombstones.list(), [])
+})
+
+t.test('two burials of one volume merge; a tombstone older than a day is given up with a warning', async t => {
+  const { clock, api, tombstones, make, warnings } = await setup(t)
+  api.down = true
+  const j = make()
+  await j.bury(tomb(clock))
+  await j.bury(tomb(clock, { requests: [{ namespace: 'ns', name: 'vol-2' }] }))
+  t.same((await tombstones.list())[0]!.requests.map(r => r.name).sort(), ['vol-1', 'vol-2'])
+  await clock.advance(25 * 3600_000)
+  t.same(await tombstones.list(), [])
+  t.ok(warnings.some(w => /giving up/.test(w)))
+  t.equal(j.pending, 0)
+})
