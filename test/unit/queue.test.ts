@@ -1,48 +1,11 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { WorkQueue, backoffDelay, MAX_TIMER_MS, type Clock, type ReconcileResult } from '../../src/reconcile/queue.js'
+import { WorkQueue, backoffDelay, MAX_TIMER_MS, type ReconcileResult } from '../../src/reconcile/queue.js'
+import { FakeClock } from '../helpers/fake-clock.js'
 
 const tick = () => new Promise<void>((r) => setImmediate(r))
 
 /** A clock whose timers fire only when the test advances it. */
-class FakeClock implements Clock {
-  t = 0
-  #timers = new Map<number, { due: number; fn: () => void }>()
-  #next = 1
-  delays: number[] = []
-
-  now(): number {
-    return this.t
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++
-    this.delays.push(ms)
-    this.#timers.set(id, { due: this.t + ms, fn })
-    return id
-  }
-  clearTimeout(h: unknown): void {
-    this.#timers.delete(h as number)
-  }
-  get pending(): number {
-    return this.#timers.size
-  }
-  /** Moves time forward, firing timers in due order. */
-  async advance(ms: number): Promise<void> {
-    const target = this.t + ms
-    for (;;) {
-      let first: [number, { due: number; fn: () => void }] | undefined
-      for (const e of this.#timers) if (e[1].due <= target && (!first || e[1].due < first[1].due)) first = e
-      if (!first) break
-      this.#timers.delete(first[0])
-      this.t = first[1].due
-      first[1].fn()
-      await tick()
-    }
-    this.t = target
-    await tick()
-  }
-}
-
 interface Deferred<T> {
   promise: Promise<T>
   resolve: (v: T) => void

@@ -4,50 +4,11 @@ import t from 'tap'
 import fc from 'fast-check'
 import type { Logger } from 'pino'
 import { Reflector, DEFAULT_BACKOFF, type ListResult, type ListWatch, type WatchEventType, type WatchRequest } from '../../src/kube/reflector.js'
-import type { Clock } from '../../src/reconcile/queue.js'
+import { FakeClock } from '../helpers/fake-clock.js'
 
 const tick = (): Promise<void> => new Promise<void>(r => setImmediate(r))
 const ticks = async (n = 5): Promise<void> => {
   for (let i = 0; i < n; i++) await tick()
-}
-
-/** A clock whose timers fire only when the test advances it. */
-class FakeClock implements Clock {
-  t = 0
-  #timers = new Map<number, { due: number; fn: () => void }>()
-  #next = 1
-  now(): number {
-    return this.t
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++
-    this.#timers.set(id, { due: this.t + ms, fn })
-    return id
-  }
-  clearTimeout(h: unknown): void {
-    this.#timers.delete(h as number)
-  }
-  get pending(): number {
-    return this.#timers.size
-  }
-  /** Due times of pending timers, relative to now. */
-  get dueIn(): number[] {
-    return [...this.#timers.values()].map(x => x.due - this.t).sort((a, b) => a - b)
-  }
-  async advance(ms: number): Promise<void> {
-    const target = this.t + ms
-    for (;;) {
-      let first: [number, { due: number; fn: () => void }] | undefined
-      for (const e of this.#timers) if (e[1].due <= target && (!first || e[1].due < first[1].due)) first = e
-      if (!first) break
-      this.#timers.delete(first[0])
-      this.t = first[1].due
-      first[1].fn()
-      await ticks()
-    }
-    this.t = target
-    await ticks()
-  }
 }
 
 interface Obj { metadata: { name: string; namespace: string; resourceVersion: string } }
