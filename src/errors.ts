@@ -16,6 +16,8 @@ export const ErrorCode = {
   FAILED_PRECONDITION: 'FAILED_PRECONDITION',
   /** Another operation for the same volume is in progress. */
   ABORTED: 'ABORTED',
+  /** The node ran out of something (the data root's tmpfs is full); retry once there is room. */
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
   UNIMPLEMENTED: 'UNIMPLEMENTED',
   INTERNAL: 'INTERNAL',
 } as const
@@ -78,6 +80,12 @@ export class FailedPreconditionError extends DriverError {
 export class AbortedError extends DriverError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.ABORTED, message, options)
+  }
+}
+
+export class ResourceExhaustedError extends DriverError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.RESOURCE_EXHAUSTED, message, options)
   }
 }
 

@@ -10,6 +10,7 @@ const GRPC_STATUS: Record<ErrorCode, status> = {
   [ErrorCode.DEADLINE_EXCEEDED]: status.DEADLINE_EXCEEDED,
   [ErrorCode.FAILED_PRECONDITION]: status.FAILED_PRECONDITION,
   [ErrorCode.ABORTED]: status.ABORTED,
+  [ErrorCode.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.UNIMPLEMENTED]: status.UNIMPLEMENTED,
   [ErrorCode.INTERNAL]: status.INTERNAL,
 }

@@ -8,6 +8,12 @@ export function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT'
 }
 
+/** The filesystem is full: on the data root's tmpfs, its size limit is reached. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  return code === 'ENOSPC' || code === 'EDQUOT'
+}
+
 /** fsync a file or a directory (a rename lives in its directory). */
 export async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r')

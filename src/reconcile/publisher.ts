@@ -2,7 +2,8 @@
 // only record desired state, enqueue the volume, and wait for the reconciler
 // to report it ready (or gone). They never touch keys, requests or mounts.
 import type { VolumePublisher, PublishRequest } from '../csi/node.js'
-import { DeadlineExceededError, FailedPreconditionError } from '../errors.js'
+import { DeadlineExceededError, FailedPreconditionError, ResourceExhaustedError } from '../errors.js'
+import { isNoSpace } from '../host/files.js'
 import type { VolumeRecord } from './record.js'
 import type { Reconciler, RecordStore, VolumeStatus } from './reconciler.js'
 import { RecordConflictError, revisionOf } from '../state/store.js'
@@ -11,7 +12,7 @@ export interface PublisherDeps {
   nodeId: string
   store: RecordStore
   enqueue: (volumeId: string) => void
-  reconciler: Pick<Reconciler, 'status' | 'watchStatus'>
+  reconciler: Pick<Reconciler, 'status' | 'watchStatus' | 'forceTeardown' | 'reportDataRootFull'>
   now: () => number
   /** Unmounts a target no record knows (the record was lost) and deletes its requests: see unpublish. */
   releaseOrphan: (volumeId: string, targetPath: string) => Promise<void>
@@ -36,6 +37,10 @@ export class ReconcilingPublisher implements VolumePublisher {
         attributes: req.attributes,
         desired: 'published',
       }
+    }).catch((err: unknown) => {
+      if (!isNoSpace(err)) throw err
+      this.d.reconciler.reportDataRootFull(req.pod, req.volumeId, err)
+      throw new ResourceExhaustedError(`the data root is full (${(err as NodeJS.ErrnoException).code}): no room to record volume ${req.volumeId}; the kubelet will retry once there is room`, { cause: err })
     })
     await this.waitFor(req.volumeId, signal, s => {
       if (s.ready) return true
@@ -63,7 +68,12 @@ export class ReconcilingPublisher implements VolumePublisher {
     // (set aside as corrupt, say) no reconcile will ever come for this
     // volume, and a mount left behind keeps the pod from terminating.
     if (!record) return this.d.releaseOrphan(volumeId, targetPath)
-    await this.updateRecord(volumeId, r => (r && r.desired !== 'unpublished' ? { ...r, desired: 'unpublished' } : undefined))
+    await this.updateRecord(volumeId, r => (r && r.desired !== 'unpublished' ? { ...r, desired: 'unpublished' } : undefined)).catch((err: unknown) => {
+      // A full data root must not keep a pod from terminating: the teardown
+      // frees the volume's files first, then has room for its tombstone.
+      if (!isNoSpace(err)) throw err
+      this.d.reconciler.forceTeardown(volumeId)
+    })
     const signal = AbortSignal.timeout(60_000)
     await this.waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)
   }

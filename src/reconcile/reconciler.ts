@@ -7,7 +7,7 @@
 // the reconcile starts over from the record as it is now.
 import { X509Certificate } from 'node:crypto'
 import { access, readFile, rm, rmdir } from 'node:fs/promises'
-import { writeFileAtomic } from '../host/files.js'
+import { isNoSpace, writeFileAtomic } from '../host/files.js'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { VolumeSpec } from '../volume/types.js'
@@ -137,8 +137,31 @@ export class Reconciler {
     }
   }
 
+  // Unpublished volumes whose record could not say so (the data root is full).
+  private readonly teardownWithoutRecord = new Set<string>()
+
+  /** Tears the volume down as if its record said unpublished: for when writing that is what fails. */
+  forceTeardown(volumeId: string): void {
+    this.teardownWithoutRecord.add(volumeId)
+  }
+
+  private readonly fullReported = new Map<string, number>()
+
+  /** A Warning Event on the pod, at most once a minute per volume: the data root has no room. */
+  reportDataRootFull(pod: { namespace: string; name: string; uid: string }, volumeId: string, err: unknown): void {
+    const now = this.d.now()
+    if (now - (this.fullReported.get(volumeId) ?? -Infinity) < 60_000) return
+    if (this.fullReported.size > 10_000) this.fullReported.clear()
+    this.fullReported.set(volumeId, now)
+    this.d.logger.error({ volumeId, err }, 'the data root is full')
+    this.d.events.record({ apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid }, 'Warning', 'DataRootFull', 'Publish',
+      `the driver's data root is full (${(err as NodeJS.ErrnoException).code ?? 'ENOSPC'}): volume ${volumeId} cannot be written until there is room; raise the tmpfs size or free volumes on this node`)
+  }
+
   private async reconcileOnce(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
     let record = await this.d.store.load(volumeId)
+    if (!record) this.teardownWithoutRecord.delete(volumeId)
+    else if (this.teardownWithoutRecord.has(volumeId)) record = { ...record, desired: 'unpublished' }
     const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
     // Steps change the record's progress, never its attributes or pod: one parse serves them all.
     const parsed = record ? parseVolumeAttributes(record.attributes, record.pod) : undefined
@@ -162,6 +185,7 @@ export class Reconciler {
       this.setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
     } catch (err) {
       if (err instanceof RecordConflictError) throw err
+      if (isNoSpace(err) && record) this.reportDataRootFull(record.pod, volumeId, err)
       const current = this.statuses.get(volumeId)
       this.setStatus(volumeId, { ...current, ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
       throw err
@@ -448,6 +472,7 @@ export class Reconciler {
       createdAt: new Date(this.d.now()).toISOString(),
     })
     await this.d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
+    this.teardownWithoutRecord.delete(record.volumeId)
     log.info({ reason, requests: names.size }, 'volume torn down; its CertificateRequests are being deleted')
   }
 

@@ -159,3 +159,14 @@ t.test('teardown is local: no API call, the requests go to the janitor', async t
   t.same(s.janitor.buried[0]?.requests.map(r => r.name).sort(), ['app-2', 'app-3'])
   t.same(s.janitor.buried[0]?.namespaces, ['ns'])
 })
+
+t.test('forceTeardown (the record could not be marked unpublished: data root full) tears the volume down all the same', async t => {
+  const s = await setup(t)
+  await s.store.commit({ ...s.record, request: { name: 'app-4', generation: 4, renewal: false } }, undefined)
+  s.mounter.mounted.add(s.record.targetPath)
+  s.reconciler.forceTeardown(s.volumeId)
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal(await s.store.load(s.volumeId), undefined, 'record removed')
+  t.notOk(s.mounter.mounted.has(s.record.targetPath), 'unmounted')
+  t.same(s.janitor.buried[0]?.requests.map(r => r.name), ['app-4'])
+})
