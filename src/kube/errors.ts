@@ -9,7 +9,11 @@ export function apiStatus(err: unknown): number | undefined {
 export const isNotFound = (err: unknown): boolean => apiStatus(err) === 404
 export const isConflict = (err: unknown): boolean => apiStatus(err) === 409
 
-/** A short message for logs and volume status, without the response body's noise. */
+/**
+ * A short message for logs and volume status, without the response body's
+ * noise: it reaches the pod's events through the kubelet, so never the client
+ * library's dump of the HTTP exchange (headers, "Unknown API Status Code!").
+ */
 export function apiMessage(err: unknown): string {
   if (typeof err === 'object' && err !== null) {
     const body = (err as { body?: unknown }).body
@@ -18,6 +22,13 @@ export function apiMessage(err: unknown): string {
         const parsed = JSON.parse(body) as { message?: string }
         if (parsed.message) return parsed.message
       } catch { /* not JSON */ }
+      const code = apiStatus(err)
+      if (code !== undefined) {
+        const text = body.trim().slice(0, 200)
+        // A bare 404 page: the API does not serve the resource type at all.
+        const hint = code === 404 && /page not found/i.test(text) ? " (the API does not serve CertificateRequests: are cert-manager's CRDs installed?)" : ''
+        return `the Kubernetes API answered ${code}${text ? `: ${text}` : ''}${hint}`
+      }
     } else if (typeof body === 'object' && body !== null && 'message' in body) {
       return String((body as { message: unknown }).message)
     }
