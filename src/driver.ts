@@ -65,7 +65,8 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
         `set aside ${path}: ${String(err).slice(0, 200)}; the kubelet's next publish records the volume again`)
     },
   })
-  const requests = new KubeRequestClient(kc, { timeoutMs: config.kube?.apiTimeoutMs })
+  // A request call that reaches the apiserver ends the cache's backoff wait (declared below).
+  const requests = new KubeRequestClient(kc, { timeoutMs: config.kube?.apiTimeoutMs, onAnswered: () => informer.retryNow() })
   const janitor = new RequestJanitor({
     tombstones: new TombstoneStore(config.dataRoot, logger),
     requests,

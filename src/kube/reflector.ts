@@ -128,6 +128,9 @@ export class Reflector<T extends ObjectWithMeta> {
   private loop?: Promise<void>
   private resolveSynced!: () => void
   private readonly syncedOnce = new Promise<void>(resolve => (this.resolveSynced = resolve))
+  /** Ends the backoff wait now: set while the loop waits out a failure. */
+  private wakeFromBackoff?: () => void
+  private lastWokenAt = -Infinity
 
   constructor(private readonly opts: ReflectorOptions<T>) {
     this.clock = opts.clock ?? realClock
@@ -194,7 +197,8 @@ export class Reflector<T extends ObjectWithMeta> {
         this.failedSinceList = true
         const retryInMs = backoffDelay(this.failures, this.backoff, this.random)
         this.opts.logger.warn({ err, op, failures: this.failures, retryInMs }, `${this.opts.what} ${op} failed; will LIST again`)
-        await this.sleep(retryInMs)
+        await this.sleep(retryInMs, wake => (this.wakeFromBackoff = wake))
+        this.wakeFromBackoff = undefined
       }
     }
   }
@@ -372,7 +376,19 @@ export class Reflector<T extends ObjectWithMeta> {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  /**
+   * Something else just reached the apiserver (a create answered): if we are
+   * waiting out a backoff grown during an outage, LIST now instead of up to
+   * minutes later. At most once a second, so a flapping server is not hammered.
+   */
+  retryNow(): void {
+    if (!this.wakeFromBackoff || this.clock.now() - this.lastWokenAt < 1000) return
+    this.lastWokenAt = this.clock.now()
+    this.opts.logger.info({ failures: this.failures }, `${this.opts.what}: the apiserver answers again; LIST now instead of waiting out the backoff`)
+    this.wakeFromBackoff()
+  }
+
+  private sleep(ms: number, onWake?: (wake: () => void) => void): Promise<void> {
     return new Promise(resolve => {
       const signal = this.stopController.signal
       if (signal.aborted) return resolve()
@@ -383,6 +399,7 @@ export class Reflector<T extends ObjectWithMeta> {
       }
       const h = this.clock.setTimeout(done, ms)
       signal.addEventListener('abort', done, { once: true })
+      onWake?.(done)
     })
   }
 }

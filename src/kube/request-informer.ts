@@ -72,6 +72,11 @@ export class RequestInformer implements RequestCache {
     return this.reflector.synced
   }
 
+  /** The apiserver answered another call: stop waiting out a backoff (see Reflector.retryNow). */
+  retryNow(): void {
+    this.reflector.retryNow()
+  }
+
   get(namespace: string, name: string): CertificateRequest | undefined {
     return this.byKey.get(key(namespace, name))
   }

@@ -1,12 +1,12 @@
 // CertificateRequest API calls: create (adopting our own on a retry), delete,
 // list a volume's requests. Each call has a deadline (--kube-api-timeout).
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node'
+import { CustomObjectsApi, type ConfigurationOptions, type KubeConfig } from '@kubernetes/client-node'
 import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_VOLUME, ANNOTATION_VOLUME_ID,
   certificateRequestSchema, volumeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
-import { isConflict, isNotFound } from './errors.js'
+import { apiStatus, isConflict, isNotFound } from './errors.js'
 
 const crApi = { group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL }
 
@@ -20,20 +20,36 @@ export interface RequestClient {
 export interface RequestClientOptions {
   /** Deadline of each API call; default 30 s. */
   timeoutMs?: number
+  /** The apiserver answered a call (success or an HTTP error): it is reachable. */
+  onAnswered?: () => void
 }
 
 export class KubeRequestClient implements RequestClient {
   private readonly api: CustomObjectsApi
   private readonly timeoutMs: number
+  private readonly onAnswered: () => void
 
   constructor(kc: KubeConfig, opts: RequestClientOptions = {}) {
     this.api = kc.makeApiClient(CustomObjectsApi)
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
+    this.onAnswered = opts.onAnswered ?? (() => {})
+  }
+
+  /** One call with its deadline, telling onAnswered when the server answered at all. */
+  private async call<T>(what: string, fn: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
+    try {
+      const result = await withTimeout(what, this.timeoutMs, fn)
+      this.onAnswered()
+      return result
+    } catch (err) {
+      if (apiStatus(err) !== undefined) this.onAnswered()
+      throw err
+    }
   }
 
   async create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest> {
     try {
-      return certificateRequestSchema.parse(await withTimeout('CertificateRequest create', this.timeoutMs,
+      return certificateRequestSchema.parse(await this.call('CertificateRequest create',
         options => this.api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
     } catch (err) {
       if (!isConflict(err)) throw err
@@ -51,7 +67,7 @@ export class KubeRequestClient implements RequestClient {
 
   async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
     try {
-      return certificateRequestSchema.parse(await withTimeout('CertificateRequest get', this.timeoutMs,
+      return certificateRequestSchema.parse(await this.call('CertificateRequest get',
         options => this.api.getNamespacedCustomObject({ ...crApi, namespace, name }, options)))
     } catch (err) {
       if (isNotFound(err)) return undefined
@@ -61,7 +77,7 @@ export class KubeRequestClient implements RequestClient {
 
   async delete(namespace: string, name: string): Promise<void> {
     try {
-      await withTimeout('CertificateRequest delete', this.timeoutMs,
+      await this.call('CertificateRequest delete',
         options => this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name }, options))
     } catch (err) {
       if (!isNotFound(err)) throw err
@@ -69,7 +85,7 @@ export class KubeRequestClient implements RequestClient {
   }
 
   async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
-    const list = (await withTimeout('CertificateRequest list', this.timeoutMs, options => this.api.listNamespacedCustomObject({
+    const list = (await this.call('CertificateRequest list', options => this.api.listNamespacedCustomObject({
       ...crApi, namespace, labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}`,
     }, options))) as { items?: unknown[] }
     return (list.items ?? []).map(item => certificateRequestSchema.parse(item))

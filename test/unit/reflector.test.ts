@@ -238,6 +238,37 @@ t.test('failures back off 1 s, 2 s, 4 s…; failed LISTs do not reset it; capped
   await reflector.stop()
 })
 
+t.test('retryNow ends a backoff wait at once (another call reached the apiserver), at most once a second', async t => {
+  let recovered = 0
+  const { clock, lw, reflector } = setup({ onRecovered: () => recovered++ })
+  lw.listFailures = Array.from({ length: 6 }, () => new Error('connect ECONNREFUSED'))
+  void reflector.start()
+  await ticks()
+  for (let i = 0; i < 6; i++) await clock.advance(clock.dueIn[0]!)
+  t.equal(lw.lists, 7, 'six failed LISTs and a good one')
+  lw.current.fail(new Error('socket hang up'))
+  lw.listFailures = [new Error('still down')]
+  await ticks()
+  t.equal(clock.dueIn[0], 64_000, 'the backoff grown during the outage')
+  reflector.retryNow()
+  await ticks()
+  t.equal(lw.lists, 8, 'listed at once, not after 64 s')
+  t.equal(clock.dueIn[0], 128_000, 'that LIST failed: waiting again')
+  reflector.retryNow()
+  await ticks()
+  t.equal(lw.lists, 8, 'a second nudge within a second is ignored')
+  await clock.advance(1000)
+  reflector.retryNow()
+  await ticks()
+  t.equal(lw.lists, 9, 'a nudge a second later lists again')
+  t.ok(reflector.synced)
+  t.equal(recovered, 2, 'onRecovered after each recovery')
+  reflector.retryNow()
+  await ticks()
+  t.equal(lw.lists, 9, 'no effect while healthy')
+  await reflector.stop()
+})
+
 t.test('a failing watch after a good LIST keeps growing the backoff', async t => {
   const { clock, lw, reflector } = setup()
   await reflector.start()
