@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier: typecheck, unit (Node 20 and 24), integration
 # (against a real local control plane started here and stopped at the end),
-# CSI conformance (csi-sanity) and the kubelet end-to-end tier.
+# CSI conformance (csi-sanity), the fault tier's short form and the kubelet
+# end-to-end tier.
 # Ends with one line "N passed, N failed"; exits non-zero on any failure or
 # when a tier ran nothing.
 #
@@ -104,6 +105,10 @@ if $tools_ok; then
       echo "== csi-sanity: $line"
     fi
   fi
+
+  step "fault tier, short form (driver killed, apiserver stopped, watch gaps, cert-manager and etcd down, CRDs re-applied, full tmpfs)" "faults (short form)"
+  # Each case brings its own control plane; the seed is printed, and replays a failure.
+  bash test/faults/run.sh 2>&1 | tee "$out/faults.log"; count_tap faults "$out/faults.log" "${PIPESTATUS[0]}"
 
   step "kubelet end-to-end tier (real kubelet, containerd, runc; needs root)" "kubelet tier"
   bash test/e2e/run.sh 2>&1 | tee "$out/e2e.log"; rc=${PIPESTATUS[0]}

@@ -46,6 +46,12 @@ export function readState(dir = defaultClusterDir()): ClusterState | undefined {
   return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as ClusterState
 }
 
+/** Saves the state after a process was restarted (a new pid), so `down` and `status` still find it. */
+export function writeState(state: ClusterState): void {
+  const { dir, binDir, kubeconfig, server, issuerCaFile, issuer, clusterIssuer, processes, startedAt, timings } = state
+  writeFileSync(stateFile(dir), JSON.stringify({ dir, binDir, kubeconfig, server, issuerCaFile, issuer, clusterIssuer, processes, startedAt, timings }, null, 2))
+}
+
 /** The tools a control plane runs on: what `npm run demo` builds on a first run. */
 export const CONTROL_PLANE_TOOLS = ['kube-apiserver', 'etcd', 'kubectl', 'cert-manager-controllers']
 
