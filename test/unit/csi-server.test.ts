@@ -75,6 +75,7 @@ t.test('status mapping: one place, every code', async (t) => {
     DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
     FAILED_PRECONDITION: status.FAILED_PRECONDITION,
     ABORTED: status.ABORTED,
+    RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
     UNIMPLEMENTED: status.UNIMPLEMENTED,
     INTERNAL: status.INTERNAL,
   }
