@@ -116,8 +116,13 @@ for (const mode of ['SIGSTOP', 'kill'] as const) {
       const c = servedBefore.get(it.v.volumeId)
       return c && c.notAfter - RENEW_BEFORE_S * 1000 <= outageEnd
     })
+    // Two clocks: the renewal's whole delay after the return, and the
+    // driver's own part of it, from when cert-manager (whose client-go
+    // informers have their own backoff after an apiserver restart) issued
+    // the request. The bound is on the driver's part; the whole is reported.
     const late: string[] = []
     let slowest = 0
+    let slowestOwn = 0
     await Promise.all(due.map(async it => {
       const old = servedBefore.get(it.v.volumeId)!
       const r = await until('a renewed certificate', () => {
@@ -127,14 +132,16 @@ for (const mode of ['SIGSTOP', 'kill'] as const) {
       if (!r) late.push(`${it.v.volumeId.slice(0, 16)} not renewed`)
       else {
         slowest = Math.max(slowest, r.value - outageEnd)
-        if (r.value - outageEnd > RENEW_BOUND_S * 1000) late.push(`${it.v.volumeId.slice(0, 16)} renewed ${Math.round((r.value - outageEnd) / 1000)}s after the return`)
+        const from = Math.max(outageEnd, monitor.issuedAfter(it.v.volumeId, outageStart) ?? outageEnd)
+        slowestOwn = Math.max(slowestOwn, r.value - from)
+        if (r.value - from > RENEW_BOUND_S * 1000) late.push(`${it.v.volumeId.slice(0, 16)} renewed ${Math.round((r.value - from) / 1000)}s after the return and its issuance (${Math.round((r.value - outageEnd) / 1000)}s after the return)`)
       }
     }))
     t.ok(due.length >= 1, `${due.length} of ${M} volumes fell due during the outage`)
-    t.same(late, [], `every due renewal done within ${RENEW_BOUND_S}s of the return (slowest ${Math.round(slowest / 100) / 10}s after)`)
+    t.same(late, [], `every due renewal served within ${RENEW_BOUND_S}s of the return and of cert-manager issuing it (slowest ${Math.round(slowestOwn / 100) / 10}s; ${Math.round(slowest / 100) / 10}s after the return, cert-manager's recovery included)`)
     const renewedEvents = await Promise.all(due.map(it => node.podEventReasons(it.v)))
     t.ok(renewedEvents.every(e => e.some(x => x.reason === 'Renewed')), 'a Renewed Event on every renewed pod')
-    notes.push(`${due.length}/${M} due during the outage; slowest renewal ${Math.round(slowest / 100) / 10}s after the return; unpublish during the outage ${unpublishErr ? `failed (${unpublishErr.code})` : 'OK'} in ${unpublishMs} ms`)
+    notes.push(`${due.length}/${M} due during the outage; slowest renewal ${Math.round(slowest / 100) / 10}s after the return (driver's part ${Math.round(slowestOwn / 100) / 10}s); unpublish during the outage ${unpublishErr ? `failed (${unpublishErr.code})` : 'OK'} in ${unpublishMs} ms`)
 
     const gone = await until('the unpublished volume\'s requests deleted', () => (monitor.current(victim.v.volumeId).length === 0 ? true : undefined), 30_000).catch(() => undefined)
     t.ok(gone, `the unpublished volume's CertificateRequest deleted after the return${gone ? ` (${Math.round(gone.ms / 100) / 10}s)` : ''}`, { left: monitor.current(victim.v.volumeId).map(r => r.name) })

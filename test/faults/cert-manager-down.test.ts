@@ -9,7 +9,7 @@ import { figure } from './lib/params.js'
 import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler, snapshot, waitRenewed, type Item } from './lib/sampler.js'
 import { pool } from './lib/wait.js'
-import { expectedRange, writeFigures } from './lib/figures.js'
+import { expectedRange } from './lib/figures.js'
 
 const c = await startCase(t, 'cert-manager-down')
 const { ctx, node, monitor, faults, api } = c
@@ -86,17 +86,4 @@ await t.test(`cert-manager's controllers stopped for ${DOWN_S}s`, async t => {
   c.notes.push(`publish errors while down: ${[...reasons].slice(0, 3).join(' | ')}`)
 })
 
-writeFigures(ctx, {
-  row: `cert-manager down ${DOWN_S}s`,
-  seconds: Math.round((Date.now() - c.started) / 1000),
-  faults: faults.injected.length,
-  volumes: node.checked.size,
-  requestsCreated: monitor.created - createdBefore,
-  requestsExpected: expectedRange(NEW, sampler.renewals(), EXISTING),
-  maxLivePerVolume: monitor.maxLive(),
-  expiredServed: node.expiredServed.size,
-  badOks: node.badOks.length,
-  driverCrashes: node.unexpectedExits.length,
-  api: c.windows,
-  notes: c.notes,
-})
+c.writeRow(`cert-manager down ${DOWN_S}s`, { created: monitor.created - createdBefore, expected: expectedRange(NEW, sampler.renewals(), EXISTING) })

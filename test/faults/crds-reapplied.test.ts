@@ -11,7 +11,7 @@ import { ROOT } from '../helpers/csi-client.js'
 import { figure } from './lib/params.js'
 import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler, snapshot, waitRenewed } from './lib/sampler.js'
-import { expectedRange, writeFigures } from './lib/figures.js'
+import { expectedRange } from './lib/figures.js'
 
 const c = await startCase(t, 'crds-reapplied')
 const { ctx, node, monitor, faults, api, cp } = c
@@ -85,17 +85,4 @@ await t.test(`the CertificateRequest CRD deleted for ${ABSENT_S}s, then applied 
   c.notes.push(`publish errors while the CRD was gone: ${[...reasons].slice(0, 2).map(r => r.split('\n')[0]!.slice(0, 120)).join(' | ')}; warning events on that pod: ${events.filter(e => e.type === 'Warning').map(e => e.reason).join(', ') || 'none'}`)
 })
 
-writeFigures(ctx, {
-  row: `CRD deleted ${ABSENT_S}s`,
-  seconds: Math.round((Date.now() - c.started) / 1000),
-  faults: faults.injected.length,
-  volumes: node.checked.size,
-  requestsCreated: monitor.created - createdBefore,
-  requestsExpected: expectedRange(1, sampler.renewals(), EXISTING),
-  maxLivePerVolume: monitor.maxLive(),
-  expiredServed: node.expiredServed.size,
-  badOks: node.badOks.length,
-  driverCrashes: node.unexpectedExits.length,
-  api: c.windows,
-  notes: c.notes,
-})
+c.writeRow(`CRD deleted ${ABSENT_S}s`, { created: monitor.created - createdBefore, expected: expectedRange(1, sampler.renewals(), EXISTING) })

@@ -8,7 +8,7 @@ import { figure } from './lib/params.js'
 import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler, snapshot, waitRenewed } from './lib/sampler.js'
 import { until } from './lib/wait.js'
-import { expectedRange, writeFigures } from './lib/figures.js'
+import { expectedRange } from './lib/figures.js'
 
 const c = await startCase(t, 'etcd-restart')
 const { ctx, node, monitor, faults, api } = c
@@ -77,17 +77,4 @@ await t.test(`etcd killed, down ${DOWN_S}s, started again`, async t => {
   c.notes.push(`unpublish during the gap: ${unpublishErr ? `${unpublishErr.code} ${unpublishErr.details}` : 'OK'} in ${unpublishMs} ms; slowest renewal ${Math.round(renewed.slowestMs / 1000)}s after etcd's return; observer reconnects ${monitor.reconnects}`)
 })
 
-writeFigures(ctx, {
-  row: `etcd killed ${DOWN_S}s`,
-  seconds: Math.round((Date.now() - c.started) / 1000),
-  faults: faults.injected.length,
-  volumes: node.checked.size,
-  requestsCreated: monitor.created - createdBefore,
-  requestsExpected: expectedRange(1, sampler.renewals(), EXISTING),
-  maxLivePerVolume: monitor.maxLive(),
-  expiredServed: node.expiredServed.size,
-  badOks: node.badOks.length,
-  driverCrashes: node.unexpectedExits.length,
-  api: c.windows,
-  notes: c.notes,
-})
+c.writeRow(`etcd killed ${DOWN_S}s`, { created: monitor.created - createdBefore, expected: expectedRange(1, sampler.renewals(), EXISTING) })

@@ -13,7 +13,6 @@ import { rssMiB } from '../cluster/processes.js'
 import { figure } from './lib/params.js'
 import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler } from './lib/sampler.js'
-import { writeFigures } from './lib/figures.js'
 
 const c = await startCase(t, 'soak', { driverArgs: ['--max-concurrent-issuances', '8'] })
 const { ctx, node, monitor, faults, api } = c
@@ -73,18 +72,5 @@ await t.test(`${VOLUMES} volumes for ${MINUTES} minutes`, async t => {
   t.ok(sampler.slowestSweepMs < SAMPLE_S * 1000, `a sweep of every volume took at most ${sampler.slowestSweepMs} ms (under the ${SAMPLE_S}s period)`)
   c.notes.push(`${VOLUMES} volumes published in ${Math.round(publishS)}s; ${sampler.sweeps} sweeps (slowest ${sampler.slowestSweepMs} ms); ${renewed} renewals seen, ${expected} due, ${late} late; driver RSS ${rssStart ?? '?'} -> ${rssEnd ?? '?'} MiB`)
 
-  writeFigures(ctx, {
-    row: `R5 soak ${VOLUMES} volumes ${MINUTES} min`,
-    seconds: Math.round((Date.now() - c.started) / 1000),
-    faults: faults.injected.length,
-    volumes: node.checked.size,
-    requestsCreated: created,
-    requestsExpected: `${VOLUMES + renewed}-${VOLUMES * 2 + renewed}`,
-    maxLivePerVolume: monitor.maxLive(),
-    expiredServed: node.expiredServed.size,
-    badOks: node.badOks.length,
-    driverCrashes: node.unexpectedExits.length,
-    api: c.windows,
-    notes: c.notes,
-  })
+  c.writeRow(`R5 soak ${VOLUMES} volumes ${MINUTES} min`, { created, expected: `${VOLUMES + renewed}-${VOLUMES * 2 + renewed}` })
 })

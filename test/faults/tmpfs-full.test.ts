@@ -15,7 +15,7 @@ import { figure } from './lib/params.js'
 import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler, snapshot, waitRenewed } from './lib/sampler.js'
 import { until } from './lib/wait.js'
-import { expectedRange, writeFigures } from './lib/figures.js'
+import { expectedRange } from './lib/figures.js'
 
 const TMPFS_SIZE = '4m'
 const c = await startCase(t, 'tmpfs-full', {
@@ -129,17 +129,4 @@ await t.test(`the data root's tmpfs (${TMPFS_SIZE}) full for ${FULL_S}s`, async 
   c.notes.push(`publish errors while full: ${[...reasons].slice(0, 2).join(' | ')}; unpublish while full: ${unpublishErr ? `${unpublishErr.code} ${unpublishErr.details.slice(0, 120)}` : 'OK'} in ${unpublishMs} ms`)
 })
 
-writeFigures(ctx, {
-  row: `data root full ${FULL_S}s`,
-  seconds: Math.round((Date.now() - c.started) / 1000),
-  faults: faults.injected.length,
-  volumes: node.checked.size,
-  requestsCreated: monitor.created - createdBefore,
-  requestsExpected: expectedRange(1, sampler.renewals(), EXISTING),
-  maxLivePerVolume: monitor.maxLive(),
-  expiredServed: node.expiredServed.size,
-  badOks: node.badOks.length,
-  driverCrashes: node.unexpectedExits.length,
-  api: c.windows,
-  notes: c.notes,
-})
+c.writeRow(`data root full ${FULL_S}s`, { created: monitor.created - createdBefore, expected: expectedRange(1, sampler.renewals(), EXISTING) })

@@ -10,7 +10,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { figure } from './lib/params.js'
 import { startCase } from './lib/case.js'
 import type { Item } from './lib/sampler.js'
-import { writeFigures } from './lib/figures.js'
 import { checkServed } from './lib/served.js'
 
 const c = await startCase(t, 'watch-gap')
@@ -99,17 +98,4 @@ await t.test('idle after the gaps', async t => {
   const idle = c.phase('idle', idle0, await api.mark('idle-end'))
   t.ok(idle.perMinute.LIST <= 10 && idle.perMinute.WATCH <= 10, `LIST ${idle.perMinute.LIST}/min, WATCH ${idle.perMinute.WATCH}/min when idle (at most 10 each)`)
 })
-writeFigures(ctx, {
-  row: 'watch gap (3 kinds)',
-  seconds: Math.round((Date.now() - c.started) / 1000),
-  faults: faults.injected.length,
-  volumes: node.checked.size,
-  requestsCreated: monitor.created - createdBefore,
-  requestsExpected: String(all.length + results.reduce((n, r) => n + r.pending, 0)),
-  maxLivePerVolume: monitor.maxLive(),
-  expiredServed: node.expiredServed.size,
-  badOks: node.badOks.length,
-  driverCrashes: node.unexpectedExits.length,
-  api: c.windows,
-  notes: results.map(r => `${r.variant}: ${r.convergedMs !== undefined ? `converged ${Math.round(r.convergedMs / 1000)}s after the gap` : 'did NOT converge'}, ${r.recreated}/${r.pending} re-requested`),
-})
+c.writeRow('watch gap (3 kinds)', { created: monitor.created - createdBefore, expected: String(all.length + results.reduce((n, r) => n + r.pending, 0)) }, results.map(r => `${r.variant}: ${r.convergedMs !== undefined ? `converged ${Math.round(r.convergedMs / 1000)}s after the gap` : 'did NOT converge'}, ${r.recreated}/${r.pending} re-requested`))

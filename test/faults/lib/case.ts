@@ -11,6 +11,7 @@ import { volumeAttributes, type KeyKind } from './served.js'
 import type { Item } from './sampler.js'
 import { pool } from './wait.js'
 import type { WindowRate, Mark } from './api-metrics.js'
+import { writeFigures } from './figures.js'
 
 interface Tap {
   teardown(fn: () => unknown): void
@@ -32,6 +33,8 @@ export interface FaultCase extends Bed {
   phase(name: string, from: Mark, to: Mark): WindowRate
   /** Deletes CertificateRequests through the API, as someone else would (not counted as the driver's). */
   deleteRequests(names: { namespace: string; name: string }[]): Promise<void>
+  /** Writes the case's row of the table: what only the case knows, the rest from the node, monitor and faults. */
+  writeRow(row: string, requests: { created: number; expected: string }, notes?: string[]): void
 }
 
 export async function startCase(t: Tap, name: string, opts: { driverArgs?: string[]; beforeStart?: (node: FaultNode) => Promise<void> } = {}): Promise<FaultCase> {
@@ -47,6 +50,7 @@ export async function startCase(t: Tap, name: string, opts: { driverArgs?: strin
   await node.start()
   const keyRng = ctx.rng.fork('keys')
   const windows: WindowRate[] = []
+  const notes: string[] = []
   const custom = bed.cp.kc.makeApiClient(CustomObjectsApi)
 
   const newItem = async (dnsName: string, key: KeyKind = 'ECDSA-256', extra: Record<string, string> = {}): Promise<Item> => ({
@@ -56,7 +60,7 @@ export async function startCase(t: Tap, name: string, opts: { driverArgs?: strin
   })
 
   return {
-    ...bed, ctx, node, monitor, started, windows, notes: [], newItem,
+    ...bed, ctx, node, monitor, started, windows, notes, newItem,
     async publishMany(n, prefix, o = {}) {
       const keys = Array.from({ length: n }, () => keyRng.pick<KeyKind>(o.keys ?? ['ECDSA-256', 'Ed25519']))
       const items: Item[] = []
@@ -78,6 +82,22 @@ export async function startCase(t: Tap, name: string, opts: { driverArgs?: strin
         await custom.deleteNamespacedCustomObject({ group: 'cert-manager.io', version: 'v1', plural: 'certificaterequests', namespace: r.namespace, name: r.name })
       }
       bed.faults.note('api', `deleted ${names.length} CertificateRequest(s) behind the driver's back`)
+    },
+    writeRow(row, requests, rowNotes) {
+      writeFigures(ctx, {
+        row,
+        seconds: Math.round((Date.now() - started) / 1000),
+        faults: bed.faults.injected.length,
+        volumes: node.checked.size,
+        requestsCreated: requests.created,
+        requestsExpected: requests.expected,
+        maxLivePerVolume: monitor.maxLive(),
+        expiredServed: node.expiredServed.size,
+        badOks: node.badOks.length,
+        driverCrashes: node.unexpectedExits.length,
+        api: windows,
+        notes: rowNotes ?? notes,
+      })
     },
   }
 }

@@ -67,6 +67,8 @@ export class RequestMonitor {
   private readonly byVolume = new Map<string, Set<string>>()
   private readonly createdUids = new Map<string, string>() // uid -> volumeId
   private readonly maxLiveByVolume = new Map<string, number>()
+  /** When each request was first seen issued (cert-manager wrote its certificate), per volume. */
+  private readonly issuedTimes: { volumeId: string; at: number }[] = []
   readonly violations: Violation[] = []
   private revision = 0
   private abort?: AbortController
@@ -88,6 +90,15 @@ export class RequestMonitor {
   }
 
   /** Distinct requests this node ever made while watched. */
+  /**
+   * When cert-manager first issued a request of this volume after `after`
+   * (ms since the epoch), as etcd showed it: what a renewal's latency is
+   * measured from, so cert-manager's own recovery is not counted as ours.
+   */
+  issuedAfter(volumeId: string, after: number): number | undefined {
+    return this.issuedTimes.find(x => x.volumeId === volumeId && x.at >= after)?.at
+  }
+
   get created(): number {
     return this.createdUids.size
   }
@@ -165,6 +176,7 @@ export class RequestMonitor {
     const cr = parse(e.key, e.value)
     if (!cr || cr.node !== this.nodeId) return
     if (!this.createdUids.has(cr.uid)) this.createdUids.set(cr.uid, cr.volumeId)
+    if (cr.issued && !this.objects.get(e.key)?.issued) this.issuedTimes.push({ volumeId: cr.volumeId, at: Date.now() })
     this.objects.set(e.key, cr)
     let set = this.byVolume.get(cr.volumeId)
     if (!set) this.byVolume.set(cr.volumeId, (set = new Set()))
