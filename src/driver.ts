@@ -118,7 +118,8 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   await informer.start()
   await janitor.start()
   queue.start()
-  // A restart resumes every volume from the store.
+  // A restart resumes every volume from the store, after clearing what a kill left half removed.
+  await store.sweep()
   const records = await store.list()
   for (const r of records) queue.add(r.volumeId)
   logger.info({ volumes: records.length }, 'recovered volumes from the store')

@@ -6,7 +6,7 @@
 // There is deliberately no index file: saving one volume touches only that
 // volume's directory, so the cost stays flat from 10 to 1000 volumes.
 
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { isNotFound, writeFileAtomic } from '../host/files.js'
 import { basename, dirname, join, relative, sep } from 'node:path'
@@ -22,6 +22,7 @@ export interface VolumeRecord {
 export const RECORD_FILE = 'record.json'
 const TEMP_MARK = '.tmp-'
 const CORRUPT_MARK = '.corrupt-'
+const REMOVING_MARK = '.removing-'
 
 // Ids that are safe as a directory name are used as is, which keeps the tree
 // readable for an operator; anything else is hashed. A safe id that itself
@@ -153,9 +154,42 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     }
   }
 
-  /** Removes the volume's whole directory. Idempotent. */
+  /**
+   * Removes the volume's whole directory. Idempotent. Renamed aside first,
+   * in one step: a kill during the recursive delete then leaves a
+   * `.removing-` folder that sweep() takes, never a volume folder without
+   * its record (which nothing would ever reconcile again).
+   */
   async remove(volumeId: string): Promise<void> {
-    await rm(this.volumeDir(volumeId), { recursive: true, force: true })
+    const aside = join(this.root, `${REMOVING_MARK}${volumeDirName(volumeId)}-${randomBytes(4).toString('hex')}`)
+    try {
+      await rename(this.volumeDir(volumeId), aside)
+    } catch (err) {
+      if (isNotFound(err)) return
+      throw err
+    }
+    await rm(aside, { recursive: true, force: true })
+  }
+
+  /**
+   * At start, before anything else runs: deletes what a kill left half
+   * removed (`.removing-` folders). Returns the folders removed.
+   */
+  async sweep(): Promise<string[]> {
+    let entries
+    try {
+      entries = await readdir(this.root, { withFileTypes: true })
+    } catch (err) {
+      if (isNotFound(err)) return []
+      throw err
+    }
+    const removed: string[] = []
+    for (const e of entries.filter(x => x.isDirectory() && x.name.startsWith(REMOVING_MARK))) {
+      await rm(join(this.root, e.name), { recursive: true, force: true })
+      removed.push(e.name)
+    }
+    if (removed.length > 0) this.#log.warn({ removed }, 'finished removing volume folders a kill had left half removed')
+    return removed
   }
 
   /** Every valid record. Bad ones are set aside and reported, never thrown. */
@@ -169,7 +203,8 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     }
     const records = await Promise.all(
       entries
-        .filter((e) => e.isDirectory())
+        // Dot folders are the store's own (a removal under way), never a volume.
+        .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
         .map((e) =>
           this.#read(e.name).catch((err: unknown) => {
             // Unreadable (not unparsable): nothing says the content is bad, so

@@ -56,3 +56,19 @@ t.test('removeIfUnchanged removes only the revision it read', async t => {
   t.equal(await store.load('v'), undefined)
   await store.removeIfUnchanged('v', 2) // idempotent
 })
+
+t.test('remove never leaves a volume folder half deleted; sweep finishes what a kill interrupted', async t => {
+  const store = await setup(t)
+  const { mkdir, writeFile, readdir } = await import('node:fs/promises')
+  await store.commit({ version: 1, volumeId: 'kept', desired: 'published' }, undefined)
+  await store.commit({ version: 1, volumeId: 'gone', desired: 'unpublished' }, undefined)
+  await store.remove('gone')
+  t.same((await readdir(store.root)).sort(), ['kept'], 'removed in one rename and a delete')
+  // What a kill during the delete leaves.
+  await mkdir(join(store.root, '.removing-x-1234'), { recursive: true })
+  await writeFile(join(store.root, '.removing-x-1234', 'record.json'), '{}')
+  t.same((await store.list()).map(r => r.volumeId), ['kept'], 'list does not take it for a volume')
+  t.same(await store.sweep(), ['.removing-x-1234'])
+  t.same(await readdir(store.root), ['kept'])
+  t.equal((await store.load('kept'))?.desired, 'published', 'a volume with its record is kept')
+})
