@@ -119,10 +119,7 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
    */
   async commit(next: R, expected: number | undefined): Promise<R> {
     return this.#serially(next.volumeId, async () => {
-      const found = revisionOf(await this.#read(volumeDirName(next.volumeId)))
-      if (found !== expected) {
-        throw new RecordConflictError(`record of volume ${next.volumeId} is at revision ${found ?? 'none'}, not ${expected ?? 'none'}: it changed since it was read`)
-      }
+      await this.#expectRevision(next.volumeId, expected, false)
       const saved = { ...next, revision: (expected ?? 0) + 1 }
       await this.save(saved)
       return saved
@@ -132,12 +129,16 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
   /** Removes the volume's directory if its record is still at `expected` (see commit). */
   async removeIfUnchanged(volumeId: string, expected: number | undefined): Promise<void> {
     await this.#serially(volumeId, async () => {
-      const found = revisionOf(await this.#read(volumeDirName(volumeId)))
-      if (found !== undefined && found !== expected) {
-        throw new RecordConflictError(`record of volume ${volumeId} is at revision ${found}, not ${expected ?? 'none'}: not removed`)
-      }
+      await this.#expectRevision(volumeId, expected, true)
       await this.remove(volumeId)
     })
+  }
+
+  /** Throws RecordConflictError unless the stored record is at `expected` (or, when `goneIsFine`, absent). */
+  async #expectRevision(volumeId: string, expected: number | undefined, goneIsFine: boolean): Promise<void> {
+    const found = revisionOf(await this.#read(volumeDirName(volumeId)))
+    if (found === expected || (goneIsFine && found === undefined)) return
+    throw new RecordConflictError(`record of volume ${volumeId} is at revision ${found ?? 'none'}, not ${expected ?? 'none'}: it changed since it was read`)
   }
 
   readonly #tails = new Map<string, Promise<unknown>>()
