@@ -115,12 +115,15 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   })
   config.metrics?.setQueueDepth(() => queue?.length ?? 0)
 
+  // A restart resumes every volume from the store, after clearing what a kill
+  // left half removed. The cache keeps only requests of known volumes, so it
+  // learns them all before its first LIST.
+  await store.sweep()
+  const records = await store.list()
+  for (const r of records) informer.track({ volumeId: r.volumeId, namespace: r.pod.namespace, podUid: r.pod.uid })
   await informer.start()
   await janitor.start()
   queue.start()
-  // A restart resumes every volume from the store, after clearing what a kill left half removed.
-  await store.sweep()
-  const records = await store.list()
   for (const r of records) queue.add(r.volumeId)
   logger.info({ volumes: records.length }, 'recovered volumes from the store')
   const closeWatch = await store.watch(volumeId => volumeId && queue?.add(volumeId))

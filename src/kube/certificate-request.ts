@@ -97,6 +97,7 @@ export const certificateRequestSchema = z.object({
     labels: z.record(z.string(), z.string()).optional(),
     annotations: z.record(z.string(), z.string()).optional(),
     deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+    ownerReferences: z.array(z.object({ kind: z.string(), name: z.string().optional(), uid: z.string() }).passthrough()).optional(),
   }),
   spec: z.object({
     issuerRef: z.object({ name: z.string(), kind: z.string().optional(), group: z.string().optional() }),

@@ -1,10 +1,12 @@
 // Kubernetes Events (events.k8s.io/v1) on CertificateRequests and Pods, so
 // `kubectl events` tells what the driver did. Best effort: a failed Event is
-// logged, never fails a reconcile.
+// logged, never fails a reconcile. Rate limited per object and reason
+// (./event-limiter.ts).
 import { EventsV1Api, V1MicroTime, type KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { randomBytes } from 'node:crypto'
 import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import { EventLimiter, type EventLimiterOptions } from './event-limiter.js'
 
 export interface ObjectRef {
   apiVersion: string
@@ -25,20 +27,32 @@ export interface EventRecorderOptions {
   controller?: string
   /** Deadline of each API call; default 30 s. */
   timeoutMs?: number
+  limits?: EventLimiterOptions
+  now?: () => number
 }
 
 export class KubeEventRecorder implements EventRecorder {
   private readonly api: EventsV1Api
   private readonly controller: string
   private readonly timeoutMs: number
+  private readonly limiter: EventLimiter
+  private readonly now: () => number
 
   constructor(kc: KubeConfig, private readonly nodeId: string, private readonly logger: Logger, opts: EventRecorderOptions = {}) {
     this.api = kc.makeApiClient(EventsV1Api)
     this.controller = opts.controller ?? 'csi.cert-manager.io'
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
+    this.limiter = new EventLimiter(opts.limits)
+    this.now = opts.now ?? Date.now
   }
 
-  record(regarding: ObjectRef, type: EventType, reason: string, action: string, note: string): void {
+  record(regarding: ObjectRef, type: EventType, reason: string, action: string, givenNote: string): void {
+    const decision = this.limiter.decide(`${regarding.kind}/${regarding.namespace}/${regarding.name}/${type}/${reason}`, this.now())
+    if (!decision.send) {
+      this.logger.debug({ reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'Event rate limited')
+      return
+    }
+    const note = decision.suppressedBefore > 0 ? `${givenNote} (${decision.suppressedBefore} similar Events held back)` : givenNote
     const body = {
       metadata: { name: `${regarding.name.slice(0, 200)}.${randomBytes(8).toString('hex')}`, namespace: regarding.namespace },
       // events.k8s.io/v1 insists on microsecond precision: a Date serialises with milliseconds.

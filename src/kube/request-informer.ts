@@ -3,6 +3,9 @@
 // periodic re-list and backoff). Not client-node's makeInformer: it stops for
 // good on any error, our own stop raises an error too, and a restarted one
 // starts empty so what was deleted in between is never reported (STACK.md).
+// It holds only requests that belong to a volume this node tracks (see
+// ./ownership.ts): labelled copies from anyone else are dropped on arrival,
+// so they can neither grow the cache nor be mistaken for ours.
 import { CustomObjectsApi, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import {
@@ -10,6 +13,7 @@ import {
   certificateRequestSchema, nodeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
 import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import { belongsToVolume, type VolumeOwner } from './ownership.js'
 import { Reflector, objectKey, type ListResult, type ListWatch, type WatchEventType, type WatchRequest } from './reflector.js'
 import type { Backoff, Clock } from '../reconcile/queue.js'
 
@@ -17,6 +21,10 @@ export interface RequestCache {
   readonly synced: boolean
   get(namespace: string, name: string): CertificateRequest | undefined
   forVolume(volumeId: string): CertificateRequest[]
+  /** From now on, keep the requests that belong to this volume (before any is created for it). */
+  track(owner: VolumeOwner): void
+  /** Forget the volume and its requests. */
+  untrack(volumeId: string): void
 }
 
 export interface RequestInformerOptions {
@@ -47,6 +55,7 @@ const volumeOf = (cr: CertificateRequest): string | undefined => cr.metadata.ann
 export class RequestInformer implements RequestCache {
   private readonly byKey = new Map<string, CertificateRequest>()
   private readonly byVolume = new Map<string, Set<string>>()
+  private readonly owners = new Map<string, VolumeOwner>()
   private readonly reflector: Reflector<KubernetesObject>
 
   constructor(private readonly opts: RequestInformerOptions) {
@@ -90,6 +99,21 @@ export class RequestInformer implements RequestCache {
     return { requests: this.byKey.size, volumes: this.byVolume.size }
   }
 
+  /** Volumes whose requests the cache keeps. */
+  get tracked(): number {
+    return this.owners.size
+  }
+
+  track(owner: VolumeOwner): void {
+    this.owners.set(owner.volumeId, owner)
+  }
+
+  untrack(volumeId: string): void {
+    this.owners.delete(volumeId)
+    for (const k of this.byVolume.get(volumeId) ?? []) this.byKey.delete(k)
+    this.byVolume.delete(volumeId)
+  }
+
   /**
    * Resolves after the first successful LIST. A failing LIST is retried with
    * backoff, so this waits for the API rather than rejecting; it resolves
@@ -115,9 +139,11 @@ export class RequestInformer implements RequestCache {
     const k = key(cr.metadata.namespace, cr.metadata.name)
     const volumeId = volumeOf(cr)
     const old = this.byKey.get(k)
-    // Someone edited the annotation: the old volume loses the request.
-    if (old && volumeOf(old) !== volumeId) this.remove(obj)
-    if (!volumeId) return
+    // Someone edited the annotation or the owner: what we held no longer belongs where it was.
+    const owner = volumeId === undefined ? undefined : this.owners.get(volumeId)
+    const ours = owner !== undefined && belongsToVolume(cr, owner)
+    if (old && (volumeOf(old) !== volumeId || !ours)) this.remove(obj)
+    if (!ours || !volumeId) return
     this.byKey.set(k, cr)
     let set = this.byVolume.get(volumeId)
     if (!set) this.byVolume.set(volumeId, (set = new Set()))

@@ -1,5 +1,6 @@
-// CertificateRequest API calls: create (adopting our own on a retry), delete,
-// list a volume's requests. Each call has a deadline (--kube-api-timeout).
+// CertificateRequest API calls: create (adopting our own on a retry, never
+// someone else's), delete (only the object we mean, by uid), list a volume's
+// requests. Each call has a deadline (--kube-api-timeout).
 import { CustomObjectsApi, type ConfigurationOptions, type KubeConfig } from '@kubernetes/client-node'
 import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
 import {
@@ -10,10 +11,23 @@ import { apiStatus, isConflict, isNotFound } from './errors.js'
 
 const crApi = { group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL }
 
+/** Says why an existing request is not ours, or undefined when it is. */
+export type OwnershipCheck = (existing: CertificateRequest) => string | undefined
+
+/** The request's name is taken by an object the driver did not create. */
+export class RequestNameTakenError extends Error {
+  constructor(readonly namespace: string, readonly requestName: string, readonly why: string) {
+    super(`CertificateRequest ${namespace}/${requestName} already exists and is not this volume's: ${why}`)
+    this.name = 'RequestNameTakenError'
+  }
+}
+
 export interface RequestClient {
-  create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest>
+  /** Creates, or adopts the existing object of that name when `isOurs` finds nothing wrong with it; throws RequestNameTakenError otherwise. */
+  create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest>
   get(namespace: string, name: string): Promise<CertificateRequest | undefined>
-  delete(namespace: string, name: string): Promise<void>
+  /** Deletes; with a uid only that object (another of the same name is left alone). A 404 or a uid mismatch is success. */
+  delete(namespace: string, name: string, uid?: string): Promise<void>
   listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]>
 }
 
@@ -47,7 +61,7 @@ export class KubeRequestClient implements RequestClient {
     }
   }
 
-  async create(namespace: string, body: object, volumeId: string): Promise<CertificateRequest> {
+  async create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest> {
     try {
       return certificateRequestSchema.parse(await this.call('CertificateRequest create',
         options => this.api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
@@ -58,9 +72,8 @@ export class KubeRequestClient implements RequestClient {
       const name = (body as { metadata: { name: string } }).metadata.name
       const existing = await this.get(namespace, name)
       if (!existing) throw err
-      if (existing.metadata.annotations?.[ANNOTATION_VOLUME_ID] !== volumeId) {
-        throw new Error(`CertificateRequest ${namespace}/${name} already exists and belongs to another volume`)
-      }
+      const why = isOurs(existing)
+      if (why !== undefined) throw new RequestNameTakenError(namespace, name, why)
       return existing
     }
   }
@@ -75,12 +88,14 @@ export class KubeRequestClient implements RequestClient {
     }
   }
 
-  async delete(namespace: string, name: string): Promise<void> {
+  async delete(namespace: string, name: string, uid?: string): Promise<void> {
+    const body = uid === undefined ? {} : { body: { preconditions: { uid } } }
     try {
       await this.call('CertificateRequest delete',
-        options => this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name }, options))
+        options => this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name, ...body }, options))
     } catch (err) {
-      if (!isNotFound(err)) throw err
+      // 409 with a uid precondition: the name now holds another object, which is not ours to delete.
+      if (!isNotFound(err) && !(uid !== undefined && isConflict(err))) throw err
     }
   }
 

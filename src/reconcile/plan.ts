@@ -20,8 +20,12 @@ export interface Observation {
   disableAutoRenew: boolean
   hasPendingKey: boolean
   current?: CurrentCertificate
-  /** State of record.request: undefined when the cache cannot tell yet, 'missing' when it does not exist. */
-  request?: RequestState | 'missing'
+  /**
+   * State of record.request: undefined when the cache cannot tell yet,
+   * 'missing' when it does not exist, 'foreign' when an object of its name
+   * exists that the driver did not create (see kube/ownership.ts).
+   */
+  request?: RequestState | 'missing' | { foreign: string }
   /** This volume's CertificateRequests that are neither in flight, nor issued the current certificate, nor the last failure. */
   staleRequests: string[]
   publishedFresh: boolean
@@ -35,6 +39,7 @@ export type Step =
   | { kind: 'generateKey' }
   | { kind: 'createRequest' }
   | { kind: 'abandonRequest'; reason: string }
+  | { kind: 'stepOver'; reason: string }
   | { kind: 'acceptCertificate'; certificatePem: string; caPem?: string }
   | { kind: 'recordFailure'; reason: string; message: string }
   | { kind: 'deleteRequests'; names: string[] }
@@ -60,6 +65,8 @@ export function nextStep(o: Observation): Step {
     const state = o.request
     if (state === undefined) return { kind: 'wait', ready, message: 'waiting for the CertificateRequest cache to sync' }
     if (state === 'missing') return { kind: 'createRequest' }
+    // Someone took the name: never read, adopt or delete their object; use the next generation.
+    if ('foreign' in state) return { kind: 'stepOver', reason: state.foreign }
     if (state.phase === 'issued') {
       return { kind: 'acceptCertificate', certificatePem: state.certificatePem!, ...(state.caPem ? { caPem: state.caPem } : {}) }
     }

@@ -15,7 +15,8 @@ import { parseVolumeAttributes } from '../volume/spec.js'
 import { generatePrivateKey, encodePrivateKeyPem, parsePrivateKeyPem, publicKeyMatches } from '../pki/keys.js'
 import { buildCsrPem } from '../pki/csr.js'
 import { buildCertificateRequest, requestName, requestState, type CertificateRequest } from '../kube/certificate-request.js'
-import type { RequestClient } from '../kube/requests.js'
+import { RequestNameTakenError, type RequestClient } from '../kube/requests.js'
+import { belongsToVolume, csrDigest, notOurRequest, type VolumeOwner } from '../kube/ownership.js'
 import type { RequestCache } from '../kube/request-informer.js'
 import type { EventRecorder, ObjectRef } from '../kube/events.js'
 import { apiMessage } from '../kube/errors.js'
@@ -164,6 +165,8 @@ export class Reconciler {
     else if (this.teardownWithoutRecord.has(volumeId)) record = { ...record, desired: 'unpublished' }
     const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
     // Steps change the record's progress, never its attributes or pod: one parse serves them all.
+    // Before any request of it can exist, the cache learns whose requests to keep.
+    if (record) this.d.cache.track(ownerOf(record))
     const parsed = record ? parseVolumeAttributes(record.attributes, record.pod) : undefined
     const spec = parsed?.ok ? parsed.spec : undefined
     const invalidSpec = parsed && !parsed.ok ? `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}` : undefined
@@ -216,9 +219,9 @@ export class Reconciler {
 
   // ---- observation ------------------------------------------------------
 
-  private paths(volumeId: string): { dir: string; pendingKey: string; current: string; published: string } {
+  private paths(volumeId: string): { dir: string; pendingKey: string; pendingCsr: string; current: string; published: string } {
     const dir = this.d.store.volumeDir(volumeId)
-    return { dir, pendingKey: join(dir, 'pending-key.pem'), current: join(dir, 'current'), published: join(dir, 'published') }
+    return { dir, pendingKey: join(dir, 'pending-key.pem'), pendingCsr: join(dir, 'pending-csr.pem'), current: join(dir, 'current'), published: join(dir, 'published') }
   }
 
   private async readStored(volumeId: string): Promise<StoredCertificate | undefined> {
@@ -236,13 +239,15 @@ export class Reconciler {
     const stored = await this.readStored(record.volumeId).catch(() => undefined)
     const current = stored ? this.describe(record.volumeId, stored) : undefined
     let request: Observation['request']
+    const owner = ownerOf(record)
     if (record.request && this.d.cache.synced) {
       const cr = this.d.cache.get(record.pod.namespace, record.request.name)
-      request = cr ? requestState(cr) : 'missing'
+      const foreign = cr && notOurRequest(cr, owner, record.request)
+      request = !cr ? 'missing' : foreign ? { foreign } : requestState(cr)
     }
     const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName])
     const staleRequests = this.d.cache.forVolume(record.volumeId)
-      .filter(cr => !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
+      .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
     const publishedFresh = stored !== undefined && spec !== undefined &&
       isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
@@ -301,8 +306,9 @@ export class Reconciler {
     return false
   }
 
+  /** Deletes by the uid the cache holds, so an object that took the name since is left alone. */
   private async deleteRequest(namespace: string, name: string): Promise<void> {
-    await this.d.requests.delete(namespace, name)
+    await this.d.requests.delete(namespace, name, this.d.cache.get(namespace, name)?.metadata.uid)
     if (this.deleted.size > 10_000) this.deleted.clear()
     this.deleted.set(`${namespace}/${name}`, this.d.now())
   }
@@ -335,15 +341,25 @@ export class Reconciler {
           const generation = record.generation + 1
           record = await this.commit({ ...record, generation, request: { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined } }, record)
         }
+        const csr = await this.requestCsr(record, spec)
+        if (record.request!.csrSha256 !== csr.sha256) {
+          // Recorded before the create: the object holding these bytes is the one we made.
+          record = await this.commit({ ...record, request: { ...record.request!, csrSha256: csr.sha256 } }, record)
+        }
         const req = record.request!
-        const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
-        const created = await this.d.issuance.run(async () => {
-          const csrPem = await buildCsrPem(spec, key)
-          const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.d.nodeId, pod: record.pod, spec, csrPem })
-          return this.d.requests.create(record.pod.namespace, body, record.volumeId)
-        })
+        const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.d.nodeId, pod: record.pod, spec, csrPem: csr.pem })
+        let created: CertificateRequest
+        try {
+          created = await this.d.issuance.run(() => this.d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, ownerOf(record), req)))
+        } catch (err) {
+          if (!(err instanceof RequestNameTakenError)) throw err
+          return this.stepOver(record, err.why, log)
+        }
         log.info({ request: req.name, generation: req.generation, renewal: req.renewal }, 'CertificateRequest created')
         this.requestedAt.set(req.name, this.d.now())
+        if (created.metadata.uid !== undefined && created.metadata.uid !== req.uid) {
+          record = await this.commit({ ...record, request: { ...req, uid: created.metadata.uid } }, record)
+        }
         // The informer reports its progress; nothing more to do until then.
         const state = requestState(created)
         this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
@@ -351,9 +367,14 @@ export class Reconciler {
         return 'stop'
       }
 
+      case 'stepOver':
+        return this.stepOver(record, step.reason, log)
+
       case 'abandonRequest': {
         log.warn({ request: record.request?.name, reason: step.reason }, 'abandoning CertificateRequest')
         await this.deleteRequest(record.pod.namespace, record.request!.name)
+        this.requestedAt.delete(record.request!.name)
+        await rm(p.pendingCsr, { force: true })
         const { request: _dropped, ...rest } = record
         return this.commit(rest, record)
       }
@@ -372,6 +393,7 @@ export class Reconciler {
         log.warn({ request: req.name, reason: step.reason, retryInMs: retryAt - now }, step.message)
         this.emit(record, req.name, 'Warning', reason, req.renewal ? 'Renew' : 'Issue', `${step.message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
         this.d.onFailure?.(record.volumeId, req.renewal, step.reason)
+        this.requestedAt.delete(req.name)
         return next
       }
 
@@ -412,16 +434,16 @@ export class Reconciler {
     const p = this.paths(record.volumeId)
     const req = record.request!
     const keyPem = await readFile(p.pendingKey, 'utf8')
-    if (!publicKeyMatches(parsePrivateKeyPem(keyPem), certificatePem)) {
-      const { request: _r, ...rest } = record
-      const now = this.d.now()
-      const failure = { reason: 'key-mismatch', message: `the certificate issued for ${req.name} does not match the volume's private key`, at: new Date(now).toISOString(), count: (record.failure?.count ?? 0) + 1, retryAt: new Date(now + backoffDelay(1, this.d.failureBackoff, this.d.random)).toISOString(), requestName: req.name }
-      const next = await this.commit({ ...rest, failure }, record)
-      await rm(p.pendingKey, { force: true })
-      this.d.onFailure?.(record.volumeId, req.renewal, 'key-mismatch')
-      return next
+    let cert: X509Certificate
+    try {
+      cert = new X509Certificate(certificatePem)
+    } catch (err) {
+      // An issuer's bug, not ours: retrying the same request cannot help, a new one may.
+      return this.rejectCertificate(record, 'malformed-certificate', `the certificate issued for ${req.name} cannot be parsed (${String((err as Error).message ?? err).slice(0, 200)})`, log)
     }
-    const cert = new X509Certificate(certificatePem)
+    if (!publicKeyMatches(parsePrivateKeyPem(keyPem), certificatePem)) {
+      return this.rejectCertificate(record, 'key-mismatch', `the certificate issued for ${req.name} does not match the volume's private key`, log)
+    }
     const notBefore = Date.parse(cert.validFrom)
     const notAfter = Date.parse(cert.validTo)
     const renewAt = renewalTime({ notBefore, notAfter }, spec.renewBeforeMs, this.d.random)
@@ -433,6 +455,7 @@ export class Reconciler {
       ...(caPem ? [{ name: 'ca.pem', data: Buffer.from(caPem), mode: 0o600 }] : []),
     ])
     await rm(p.pendingKey, { force: true })
+    await rm(p.pendingCsr, { force: true })
     const { request: _r, failure: _f, ...rest } = record
     const next = await this.commit({
       ...rest,
@@ -461,19 +484,83 @@ export class Reconciler {
     await this.d.files.clear(p.published)
     await this.d.files.clear(p.current)
     await rm(p.pendingKey, { force: true })
-    const names = new Set<string>([
-      ...this.d.cache.forVolume(record.volumeId).filter(cr => cr.metadata.namespace === record.pod.namespace).map((cr: CertificateRequest) => cr.metadata.name),
-      ...[record.request?.name, record.issued?.requestName, record.failure?.requestName].filter((n): n is string => n !== undefined),
-    ])
+    await rm(p.pendingCsr, { force: true })
+    const owner = ownerOf(record)
+    // Only what is ours by more than a label; each with the uid we know, so a
+    // namesake someone made since is left alone (see kube/ownership.ts).
+    const uids = new Map<string, string | undefined>()
+    for (const cr of this.d.cache.forVolume(record.volumeId)) if (belongsToVolume(cr, owner)) uids.set(cr.metadata.name, cr.metadata.uid)
+    for (const name of [record.issued?.requestName, record.failure?.requestName]) if (name !== undefined && !uids.has(name)) uids.set(name, undefined)
+    if (record.request) {
+      const cached = this.d.cache.get(record.pod.namespace, record.request.name)
+      const ours = cached === undefined || notOurRequest(cached, owner, record.request) === undefined
+      if (ours) uids.set(record.request.name, record.request.uid ?? cached?.metadata.uid)
+      else uids.delete(record.request.name)
+      this.requestedAt.delete(record.request.name)
+    }
     await this.d.janitor.bury({
       volumeId: record.volumeId,
-      requests: [...names].map(name => ({ namespace: record.pod.namespace, name })),
+      podUid: record.pod.uid,
+      requests: [...uids].map(([name, uid]) => ({ namespace: record.pod.namespace, name, ...(uid ? { uid } : {}) })),
       namespaces: [record.pod.namespace],
       createdAt: new Date(this.d.now()).toISOString(),
     })
     await this.d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
+    this.d.cache.untrack(record.volumeId)
     this.teardownWithoutRecord.delete(record.volumeId)
-    log.info({ reason, requests: names.size }, 'volume torn down; its CertificateRequests are being deleted')
+    log.info({ reason, requests: uids.size }, 'volume torn down; its CertificateRequests are being deleted')
+  }
+
+  /**
+   * The CSR for the request in flight: the one kept next to the pending key
+   * when the record names it, so a retry sends the same bytes (ECDSA
+   * signatures differ every time) and adopts what a lost answer created.
+   */
+  private async requestCsr(record: VolumeRecord, spec: VolumeSpec): Promise<{ pem: string; sha256: string }> {
+    const p = this.paths(record.volumeId)
+    const kept = await readFile(p.pendingCsr, 'utf8').catch(() => undefined)
+    if (kept !== undefined && record.request?.csrSha256 === csrDigest(Buffer.from(kept).toString('base64'))) {
+      return { pem: kept, sha256: record.request.csrSha256 }
+    }
+    const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
+    const pem = await this.d.issuance.run(() => buildCsrPem(spec, key))
+    await writeFileAtomic(p.pendingCsr, pem)
+    return { pem, sha256: csrDigest(Buffer.from(pem).toString('base64')) }
+  }
+
+  /**
+   * The request's name holds an object the driver did not create: leave it
+   * be and move to the next generation, under a name no one can guess.
+   */
+  private async stepOver(record: VolumeRecord, why: string, log: Logger): Promise<VolumeRecord> {
+    const taken = record.request!
+    const generation = record.generation + 1
+    const suffix = Math.floor(this.d.random() * 36 ** 5).toString(36).padStart(5, '0')
+    const name = `${requestName(record.pod, record.volumeId, generation).slice(0, 247)}-${suffix}`
+    const { csrSha256: _c, uid: _u, ...rest } = taken
+    const next = await this.commit({ ...record, generation, request: { ...rest, name, generation } }, record)
+    log.warn({ request: taken.name, why, next: name }, 'CertificateRequest name taken by an object the driver did not create; using another')
+    this.emit(record, taken.name, 'Warning', 'RequestNameTaken', taken.renewal ? 'Renew' : 'Issue',
+      `CertificateRequest ${record.pod.namespace}/${taken.name} exists but was not created by the driver for this volume (${why}); it is left alone and ${name} is requested instead`)
+    return next
+  }
+
+  /** The issued certificate cannot be used: a recorded failure (Event, backoff), then a new key and request. */
+  private async rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
+    const p = this.paths(record.volumeId)
+    const req = record.request!
+    const now = this.d.now()
+    const count = (record.failure?.count ?? 0) + 1
+    const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
+    const { request: _r, ...rest } = record
+    const next = await this.commit({ ...rest, failure: { reason, message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
+    await rm(p.pendingKey, { force: true })
+    await rm(p.pendingCsr, { force: true })
+    log.warn({ request: req.name, reason, retryInMs: retryAt - now }, message)
+    this.emit(record, req.name, 'Warning', req.renewal ? 'RenewalFailed' : 'IssuanceFailed', req.renewal ? 'Renew' : 'Issue', `${message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
+    this.d.onFailure?.(record.volumeId, req.renewal, reason)
+    this.requestedAt.delete(req.name)
+    return next
   }
 
   private emit(record: VolumeRecord, requestNameValue: string, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {
@@ -482,6 +569,10 @@ export class Reconciler {
     this.d.events.record(cr, type, reason, action, note)
     this.d.events.record(pod, type, reason, action, `${note} (CertificateRequest ${requestNameValue})`)
   }
+}
+
+function ownerOf(record: VolumeRecord): VolumeOwner {
+  return { volumeId: record.volumeId, namespace: record.pod.namespace, podUid: record.pod.uid }
 }
 
 async function exists(path: string): Promise<boolean> {

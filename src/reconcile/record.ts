@@ -20,7 +20,15 @@ export const volumeRecordSchema = z.object({
   /** Bumped for every CertificateRequest made: part of its deterministic name. */
   generation: z.number().int().nonnegative(),
   /** The request in flight, recorded before it is created. */
-  request: z.object({ name: z.string(), generation: z.number().int(), renewal: z.boolean() }).optional(),
+  request: z.object({
+    name: z.string(),
+    generation: z.number().int(),
+    renewal: z.boolean(),
+    /** sha256 of the spec.request sent (pending-csr.pem), recorded before the create: only that request is ours. */
+    csrSha256: z.string().optional(),
+    /** The uid the apiserver gave it, recorded once the create answered. */
+    uid: z.string().optional(),
+  }).optional(),
   /** The certificate now in the volume. */
   issued: z.object({
     requestName: z.string(),

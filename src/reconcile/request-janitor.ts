@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Tombstone, TombstoneStore } from '../state/tombstones.js'
 import type { RequestClient } from '../kube/requests.js'
 import { isNotFound } from '../kube/errors.js'
+import { belongsToVolume } from '../kube/ownership.js'
 import { backoffDelay, type Backoff, type Clock } from './queue.js'
 
 export interface RequestJanitorDeps {
@@ -100,14 +101,17 @@ export class RequestJanitor {
     e.again = false
     const t = e.tombstone
     try {
-      const refs = new Map(t.requests.map(r => [`${r.namespace}/${r.name}`, r]))
-      // The API, not only what we knew: a request the watch had not shown yet must not leak.
+      const refs = new Map<string, Tombstone['requests'][number]>(t.requests.map(r => [`${r.namespace}/${r.name}`, r]))
+      // The API, not only what we knew: a request the watch had not shown yet
+      // must not leak. Labels are anyone's to copy: only the pod's own count.
       for (const namespace of t.namespaces) {
         for (const cr of await listOrNone(() => this.#d.requests.listForVolume(namespace, t.volumeId))) {
-          refs.set(`${namespace}/${cr.metadata.name}`, { namespace, name: cr.metadata.name })
+          if (t.podUid !== undefined && !belongsToVolume(cr, { volumeId: t.volumeId, namespace, podUid: t.podUid })) continue
+          const known = refs.get(`${namespace}/${cr.metadata.name}`)
+          refs.set(`${namespace}/${cr.metadata.name}`, { namespace, name: cr.metadata.name, ...(known?.uid ?? cr.metadata.uid ? { uid: known?.uid ?? cr.metadata.uid } : {}) })
         }
       }
-      for (const r of refs.values()) await this.#d.requests.delete(r.namespace, r.name)
+      for (const r of refs.values()) await this.#d.requests.delete(r.namespace, r.name, r.uid)
       if (e.again) return this.#schedule(e, 0)
       await this.#d.tombstones.remove(t.volumeId)
       this.#entries.delete(t.volumeId)

@@ -13,7 +13,9 @@ import { volumeDirName } from './store.js'
 export const tombstoneSchema = z.object({
   volumeId: z.string().min(1),
   /** Where the requests are: the pod's namespace (an orphan's come from the cache, each with its own). */
-  requests: z.array(z.object({ namespace: z.string().min(1), name: z.string().min(1) })),
+  requests: z.array(z.object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().optional() })),
+  /** The pod the requests are owned by: a listed request owned by anyone else is not ours to delete. */
+  podUid: z.string().optional(),
   /** Namespaces to list by the volume's label too, for requests the watch had not shown yet. */
   namespaces: z.array(z.string().min(1)),
   createdAt: z.string(),
@@ -43,6 +45,7 @@ export class TombstoneStore {
     const merged: Tombstone = old
       ? {
           ...old,
+          ...(old.podUid ?? t.podUid ? { podUid: old.podUid ?? t.podUid } : {}),
           requests: dedupe([...old.requests, ...t.requests]),
           namespaces: [...new Set([...old.namespaces, ...t.namespaces])],
         }

@@ -16,7 +16,8 @@ import { validateRecord, type VolumeRecord } from '../../src/reconcile/record.js
 import { writeAtomically, readPublished, clearPublished } from '../../src/host/atomic-dir.js'
 import { Semaphore } from '../../src/reconcile/semaphore.js'
 import type { CertificateRequest } from '../../src/kube/certificate-request.js'
-import type { RequestClient } from '../../src/kube/requests.js'
+import { RequestNameTakenError, type RequestClient } from '../../src/kube/requests.js'
+import { csrDigest } from '../../src/kube/ownership.js'
 import type { RequestCache } from '../../src/kube/request-informer.js'
 import type { Tombstone } from '../../src/state/tombstones.js'
 
@@ -43,6 +44,9 @@ class FakeCache implements RequestCache {
   forVolume(volumeId: string): CertificateRequest[] {
     return [...this.objects.values()].filter(cr => cr.metadata.annotations?.['csi.cert-manager.io/volume-id'] === volumeId)
   }
+  tracked = new Set<string>()
+  track(owner: { volumeId: string }): void { this.tracked.add(owner.volumeId) }
+  untrack(volumeId: string): void { this.tracked.delete(volumeId) }
 }
 
 class FakeRequests implements RequestClient {
@@ -50,10 +54,25 @@ class FakeRequests implements RequestClient {
   /** Every call fails, as with the apiserver away. */
   down = false
   #check(): void { if (this.down) throw new Error('connect ECONNREFUSED') }
-  async create(): Promise<CertificateRequest> { this.#check(); throw new Error('not expected') }
+  creates: Array<{ namespace: string; body: { metadata: { name: string }; spec: { request: string } } }> = []
+  /** When set, what create answers (after the ownership check has been asked about `existing`). */
+  existing?: CertificateRequest
+  async create(namespace: string, body: object, isOurs: (existing: CertificateRequest) => string | undefined): Promise<CertificateRequest> {
+    this.#check()
+    const b = body as FakeRequests['creates'][number]['body']
+    this.creates.push({ namespace, body: b })
+    const taken = this.existing?.metadata.name === b.metadata.name ? this.existing : undefined
+    if (taken) {
+      const why = isOurs(taken)
+      if (why !== undefined) throw new RequestNameTakenError(namespace, b.metadata.name, why)
+      return taken
+    }
+    return { ...b, metadata: { ...b.metadata, namespace, uid: `uid-of-${b.metadata.name}` } } as unknown as CertificateRequest
+  }
   async get(): Promise<CertificateRequest | undefined> { this.#check(); return undefined }
   // Like the real client, a 404 is success: the request is gone either way.
-  async delete(namespace: string, name: string): Promise<void> { this.#check(); this.deletes.push(`${namespace}/${name}`) }
+  async delete(namespace: string, name: string, uid?: string): Promise<void> { this.#check(); this.deletes.push(`${namespace}/${name}`); this.deleteUids.push(uid) }
+  deleteUids: Array<string | undefined> = []
   async listForVolume(): Promise<CertificateRequest[]> { this.#check(); return [] }
 }
 
@@ -71,7 +90,7 @@ class FakeJanitor implements RequestBurial {
 }
 
 const cr = (name: string, volumeId: string, status?: object): CertificateRequest => ({
-  metadata: { name, namespace: 'ns', annotations: { 'csi.cert-manager.io/volume-id': volumeId } },
+  metadata: { name, namespace: 'ns', annotations: { 'csi.cert-manager.io/volume-id': volumeId }, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'app', uid: 'uid-1' }] },
   spec: { issuerRef: { name: 'ca-issuer' } },
   ...(status ? { status } : {}),
 }) as CertificateRequest
@@ -87,10 +106,11 @@ async function setup(t: Test) {
   const mounter = new FakeMounter()
   const janitor = new FakeJanitor()
   let writeHook: (dir: string) => Promise<void> = async () => {}
+  const events: Array<{ kind: string; type: string; reason: string; note: string }> = []
   const reconciler = new Reconciler({
     nodeId: 'node-1', store, requests, cache, janitor, mounter,
     files: { write: async (d, f, o) => { await writeHook(d); await writeAtomically(d, f, o) }, read: readPublished, clear: clearPublished },
-    events: { record: () => {} },
+    events: { record: (ref, type, reason, _action, note) => void events.push({ kind: ref.kind, type, reason, note }) },
     logger: pino({ level: 'silent' }),
     now: () => NOW,
     random: () => 0.5,
@@ -104,7 +124,7 @@ async function setup(t: Test) {
     attributes: { 'csi.cert-manager.io/issuer-name': 'ca-issuer', 'csi.cert-manager.io/dns-names': 'a.example', 'csi.cert-manager.io/key-algorithm': 'ECDSA' },
     desired: 'published', createdAt: new Date(NOW).toISOString(), generation: 1,
   }
-  return { dir, store, cache, requests, mounter, janitor, reconciler, volumeId, record, setWriteHook: (h: typeof writeHook) => (writeHook = h) }
+  return { dir, store, cache, requests, mounter, janitor, reconciler, volumeId, record, events, setWriteHook: (h: typeof writeHook) => (writeHook = h) }
 }
 
 t.test('an unpublish that lands while a certificate is accepted is not overwritten', async t => {
@@ -169,4 +189,162 @@ t.test('forceTeardown (the record could not be marked unpublished: data root ful
   t.equal(await s.store.load(s.volumeId), undefined, 'record removed')
   t.notOk(s.mounter.mounted.has(s.record.targetPath), 'unmounted')
   t.same(s.janitor.buried[0]?.requests.map(r => r.name), ['app-4'])
+})
+
+// ---- ownership: labels are anyone's to copy (issue 12) -------------------
+
+const issuedRecord = (s: Awaited<ReturnType<typeof setup>>): VolumeRecord => ({
+  ...s.record,
+  issued: { requestName: 'app-2', notBefore: new Date(NOW - 3600_000).toISOString(), notAfter: new Date(NOW + 3600_000).toISOString(), renewAt: new Date(NOW + 1800_000).toISOString(), serial: '01', issuedAt: new Date(NOW).toISOString() },
+})
+
+async function storeCurrent(s: Awaited<ReturnType<typeof setup>>, keyPem: string, certPem: string): Promise<void> {
+  await writeAtomically(join(s.store.volumeDir(s.volumeId), 'current'), [{ name: 'key.pem', data: Buffer.from(keyPem), mode: 0o600 }, { name: 'cert.pem', data: Buffer.from(certPem), mode: 0o600 }])
+}
+
+t.test("a labelled copy in another namespace, or not owned by the pod, is never deleted as stale (the cross-namespace delete bug)", async t => {
+  const s = await setup(t)
+  const { keyPem, certPem } = await keyAndCert()
+  await s.store.commit(issuedRecord(s), undefined)
+  await storeCurrent(s, keyPem, certPem)
+  // Made by a user of namespace "attacker", annotated with our volume id:
+  // deleting "its" name in our namespace would delete someone else's request.
+  const copy = cr('victims-request', s.volumeId)
+  copy.metadata.namespace = 'attacker'
+  s.cache.objects.set('attacker/victims-request', copy)
+  const unowned = cr('unowned', s.volumeId)
+  delete unowned.metadata.ownerReferences
+  s.cache.objects.set('ns/unowned', unowned)
+  const result = await s.reconciler.reconcile(s.volumeId)
+  t.same(s.requests.deletes, [], 'nothing deleted')
+  t.same(result, { requeueAfterMs: 1800_000 }, 'the volume is ready and its renewal armed')
+  t.equal(s.cache.tracked.has(s.volumeId), true, 'the cache was told whose requests to keep')
+})
+
+t.test('a superseded request of ours is deleted by its uid', async t => {
+  const s = await setup(t)
+  const { keyPem, certPem } = await keyAndCert()
+  await s.store.commit(issuedRecord(s), undefined)
+  await storeCurrent(s, keyPem, certPem)
+  const old = cr('app-1', s.volumeId)
+  old.metadata.uid = 'uid-app-1'
+  s.cache.objects.set('ns/app-1', old)
+  await s.reconciler.reconcile(s.volumeId)
+  t.same(s.requests.deletes, ['ns/app-1'])
+  t.same(s.requests.deleteUids, ['uid-app-1'], 'a namesake made since would not be deleted')
+})
+
+t.test('a request name taken by an object the driver did not create is stepped over, with an Event, and never read or deleted', async t => {
+  const s = await setup(t)
+  const { keyPem, certPem } = await keyAndCert()
+  // The digest of the CSR the driver is about to send is recorded before the create.
+  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false, csrSha256: csrDigest('b3VyIENTUg==') } }, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  // Pre-created under our predictable name, owner reference and annotation
+  // copied, issued with a certificate of the squatter's choosing.
+  const squat = cr('app-2', s.volumeId, { certificate: Buffer.from(certPem).toString('base64'), conditions: [{ type: 'Approved', status: 'True' }, { type: 'Ready', status: 'True' }] })
+  squat.metadata.uid = 'uid-squat'
+  ;(squat.spec as { request?: string }).request = Buffer.from('not our CSR').toString('base64')
+  s.cache.objects.set('ns/app-2', squat)
+  await s.reconciler.reconcile(s.volumeId)
+  const after = (await s.store.load(s.volumeId))!
+  t.equal(after.issued, undefined, "the squatter's certificate was not taken")
+  t.equal(after.generation, 3)
+  t.match(after.request?.name, /^app-[0-9a-f]{12}-3-[0-9a-z]{5}$/, 'the next generation, under a name no one can guess')
+  t.same(s.requests.creates.map(c => c.body.metadata.name), [after.request!.name], 'created under the new name')
+  t.ok(after.request?.csrSha256, 'the CSR sent is recorded')
+  t.equal(after.request?.uid, `uid-of-${after.request!.name}`, 'and the uid the apiserver gave it')
+  t.same(s.requests.deletes, [], 'the squatter is left alone')
+  t.ok(s.events.some(e => e.reason === 'RequestNameTaken' && e.kind === 'Pod' && /ns\/app-2 exists but was not created by the driver/.test(e.note)), 'an Event on the pod says so')
+})
+
+t.test('a create answered AlreadyExists by an object that is not ours is stepped over too', async t => {
+  const s = await setup(t)
+  const { keyPem } = await keyAndCert()
+  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false } }, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  s.cache.synced = true
+  // The cache has not seen it yet; the apiserver has.
+  const squat = cr('app-2', s.volumeId)
+  ;(squat.spec as { request?: string }).request = 'c3F1YXQ='
+  s.requests.existing = squat
+  await s.reconciler.reconcile(s.volumeId)
+  const after = (await s.store.load(s.volumeId))!
+  t.equal(after.generation, 3)
+  t.same(s.requests.creates.map(c => c.body.metadata.name), ['app-2', after.request!.name])
+  t.ok(s.events.some(e => e.reason === 'RequestNameTaken'))
+})
+
+t.test('a lost create answer is adopted: the retry sends the same CSR bytes, and the object holding them is ours', async t => {
+  const s = await setup(t)
+  const { keyPem } = await keyAndCert()
+  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false } }, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  s.requests.down = true
+  await t.rejects(s.reconciler.reconcile(s.volumeId), /ECONNREFUSED/)
+  const recorded = (await s.store.load(s.volumeId))!.request!
+  t.ok(recorded.csrSha256, 'the digest is recorded before the create')
+  // The create reached the apiserver; only its answer was lost.
+  s.requests.down = false
+  const sent = cr('app-2', s.volumeId)
+  sent.metadata.uid = 'uid-lost-answer'
+  const { readFile: read } = await import('node:fs/promises')
+  ;(sent.spec as { request?: string }).request = Buffer.from(await read(join(s.store.volumeDir(s.volumeId), 'pending-csr.pem'), 'utf8')).toString('base64')
+  s.requests.existing = sent
+  await s.reconciler.reconcile(s.volumeId)
+  const after = (await s.store.load(s.volumeId))!
+  t.equal(after.request?.name, 'app-2', 'adopted, not stepped over')
+  t.equal(after.request?.csrSha256, recorded.csrSha256, 'the same CSR')
+  t.equal(after.request?.uid, 'uid-lost-answer')
+  t.notOk(s.events.some(e => e.reason === 'RequestNameTaken'))
+})
+
+t.test('a malformed certificate from the issuer is a recorded failure with an Event, not a reconcile error retried for ever', async t => {
+  const s = await setup(t)
+  const { keyPem } = await keyAndCert()
+  await s.store.commit({ ...s.record, request: { name: 'app-1', generation: 1, renewal: false } }, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  s.cache.objects.set('ns/app-1', cr('app-1', s.volumeId, {
+    certificate: Buffer.from('-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n').toString('base64'),
+    conditions: [{ type: 'Approved', status: 'True' }, { type: 'Ready', status: 'True' }],
+  }))
+  const result = await s.reconciler.reconcile(s.volumeId)
+  const after = (await s.store.load(s.volumeId))!
+  t.equal(after.failure?.reason, 'malformed-certificate')
+  t.match(after.failure?.message, /the certificate issued for app-1 cannot be parsed/)
+  t.equal(after.request, undefined, 'the next attempt makes a new request')
+  t.ok(result && typeof result.requeueAfterMs === 'number', 'waits out the failure backoff')
+  t.ok(s.events.some(e => e.reason === 'IssuanceFailed' && e.type === 'Warning' && /cannot be parsed/.test(e.note)), 'an Event says why')
+  t.equal((s.reconciler as unknown as { requestedAt: Map<string, number> }).requestedAt.size, 0, 'no timing entry left behind')
+})
+
+t.test('a denied request leaves no timing entry behind (the per-failure map leak)', async t => {
+  const s = await setup(t)
+  const { keyPem } = await keyAndCert()
+  await s.store.commit(s.record, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  await s.reconciler.reconcile(s.volumeId)
+  const made = (await s.store.load(s.volumeId))!.request!
+  s.cache.objects.set(`ns/${made.name}`, cr(made.name, s.volumeId, { conditions: [{ type: 'Denied', status: 'True', reason: 'Policy', message: 'no' }] }))
+  ;(s.cache.objects.get(`ns/${made.name}`)!.spec as { request?: string }).request = s.requests.creates[0]!.body.spec.request
+  s.cache.objects.get(`ns/${made.name}`)!.metadata.uid = made.uid
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal((await s.store.load(s.volumeId))!.failure?.reason, 'denied')
+  t.equal((s.reconciler as unknown as { requestedAt: Map<string, number> }).requestedAt.size, 0)
+})
+
+t.test('teardown hands the janitor only what the pod owns, with uids', async t => {
+  const s = await setup(t)
+  await s.store.commit({ ...s.record, desired: 'unpublished', request: { name: 'app-3', generation: 3, renewal: false, uid: 'uid-3' } }, undefined)
+  const mine = cr('app-2', s.volumeId)
+  mine.metadata.uid = 'uid-2'
+  s.cache.objects.set('ns/app-2', mine)
+  const copy = cr('victims', s.volumeId)
+  copy.metadata.namespace = 'attacker'
+  s.cache.objects.set('attacker/victims', copy)
+  await s.reconciler.reconcile(s.volumeId)
+  const tb = s.janitor.buried[0]!
+  t.same(tb.requests.sort((a, b) => a.name.localeCompare(b.name)), [{ namespace: 'ns', name: 'app-2', uid: 'uid-2' }, { namespace: 'ns', name: 'app-3', uid: 'uid-3' }])
+  t.equal(tb.podUid, 'uid-1', 'the janitor lists by label but keeps only what this pod owns')
+  t.equal(s.cache.tracked.has(s.volumeId), false, 'the cache forgets the volume')
 })

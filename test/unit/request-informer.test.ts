@@ -21,9 +21,19 @@ const tick = (): Promise<void> => new Promise<void>(r => setImmediate(r))
 function cr(name: string, rv: string, volumeId: string | undefined, namespace = 'ns'): KubernetesObject & CertificateRequest {
   return {
     apiVersion: 'cert-manager.io/v1', kind: 'CertificateRequest',
-    metadata: { name, namespace, resourceVersion: rv, labels: { [LABEL_NODE]: 'node-1' }, ...(volumeId ? { annotations: { [ANNOTATION_VOLUME_ID]: volumeId } } : {}) },
+    metadata: {
+      name, namespace, resourceVersion: rv, labels: { [LABEL_NODE]: 'node-1' },
+      ...(volumeId ? { annotations: { [ANNOTATION_VOLUME_ID]: volumeId }, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'app', uid: podUidOf(volumeId) }] } : {}),
+    },
     spec: { issuerRef: { name: 'ca-issuer' }, request: 'Q1NS' },
   } as KubernetesObject & CertificateRequest
+}
+
+const podUidOf = (volumeId: string): string => `pod-${volumeId}`
+
+/** The volumes the tests' informers keep requests for: each a pod in namespace ns. */
+function trackVolumes(informer: RequestInformer, volumeIds = ['vol-1', 'vol-2', 'vol-3']): void {
+  for (const volumeId of volumeIds) informer.track({ volumeId, namespace: 'ns', podUid: podUidOf(volumeId) })
 }
 
 function capture(level: 'debug' | 'warn' = 'debug') {
@@ -68,6 +78,7 @@ function informerOver(lw: FakeListWatch) {
     listWatch: lw,
     random: () => 0.5,
   })
+  trackVolumes(informer)
   return { informer, changes, lines }
 }
 
@@ -118,6 +129,35 @@ t.test('an edited volume annotation moves the request; both volumes hear of it',
   t.equal(informer.forVolume('vol-2')[0]?.metadata.resourceVersion, '2')
   lw.req!.onEvent('MODIFIED', cr('a', '3', undefined))
   t.same(informer.size, { requests: 0, volumes: 0 }, 'without the annotation it is not ours to track')
+  await informer.stop()
+})
+
+t.test("labelled copies from anyone else are not kept: another namespace, another owner, an untracked volume (the forged-ownership bug)", async t => {
+  const lw = new FakeListWatch()
+  const forged = (name: string, patch: (c: CertificateRequest) => void): CertificateRequest => {
+    const c = structuredClone(cr(name, '1', 'vol-1'))
+    patch(c)
+    return c
+  }
+  lw.items = [cr('ours', '1', 'vol-1')]
+  // What a user who may create requests in their own namespace can make.
+  for (let i = 0; i < 500; i++) lw.items.push(forged(`other-ns-${i}`, c => void (c.metadata.namespace = 'attacker')) as KubernetesObject)
+  lw.items.push(forged('no-owner', c => void delete c.metadata.ownerReferences) as KubernetesObject)
+  lw.items.push(forged('other-pod', c => void (c.metadata.ownerReferences![0]!.uid = 'someone-else')) as KubernetesObject)
+  lw.items.push(cr('untracked', '1', 'vol-99') as KubernetesObject)
+  const { informer, changes } = informerOver(lw)
+  await informer.start()
+  t.same(informer.size, { requests: 1, volumes: 1 }, 'only the tracked pod\'s own request is kept')
+  t.same(informer.forVolume('vol-1').map(c => c.metadata.name), ['ours'])
+  t.same(changes, ['vol-1 ours@1'], 'nothing else woke a volume')
+  // A kept request whose owner is edited away is no longer ours.
+  lw.req!.onEvent('MODIFIED', forged('ours', c => void (c.metadata.ownerReferences = [], c.metadata.resourceVersion = '2')) as KubernetesObject)
+  t.same(informer.size, { requests: 0, volumes: 0 })
+  lw.req!.onEvent('MODIFIED', cr('ours', '3', 'vol-1'))
+  t.equal(informer.forVolume('vol-1').length, 1)
+  informer.untrack('vol-1')
+  t.same(informer.size, { requests: 0, volumes: 0 }, 'an untracked volume takes its requests with it')
+  t.equal(informer.tracked, 2)
   await informer.stop()
 })
 
@@ -300,6 +340,7 @@ function liveInformer(api: FakeApiServer, opts: { relistPeriodMs?: number; apiTi
     ...(opts.apiTimeoutMs ? { apiTimeoutMs: opts.apiTimeoutMs } : {}),
     ...(opts.backoffBaseMs ? { backoff: { baseMs: opts.backoffBaseMs, maxMs: 60_000, jitter: 0.2 } } : {}),
   })
+  trackVolumes(informer)
   return { informer, changes, lines, warnings }
 }
 
@@ -462,7 +503,7 @@ t.test('every CertificateRequest call times out with its name and aborts the HTT
   const api = await fakeApi(t)
   const client = new KubeRequestClient(api.kubeconfig(), { timeoutMs: 120 })
   const calls: Array<[string, () => Promise<unknown>]> = [
-    ['CertificateRequest create', () => client.create('ns', { metadata: { name: 'x' } }, 'vol-1')],
+    ['CertificateRequest create', () => client.create('ns', { metadata: { name: 'x' } }, () => undefined)],
     ['CertificateRequest get', () => client.get('ns', 'x')],
     ['CertificateRequest delete', () => client.delete('ns', 'x')],
     ['CertificateRequest list', () => client.listForVolume('ns', 'vol-1')],

@@ -121,3 +121,21 @@ t.test('two burials of one volume merge; a tombstone older than a day is given u
   t.ok(warnings.some(w => /giving up/.test(w)))
   t.equal(j.pending, 0)
 })
+
+t.test("a listed request that this pod does not own is not deleted, the pod's own by their uid (the forged-label bug)", async t => {
+  const { clock, api, make } = await setup(t)
+  const listed: CertificateRequest[] = [
+    // Created by someone else in the pod's namespace, labelled and annotated like ours.
+    { metadata: { name: 'vol-forged', namespace: 'ns', uid: 'u-forged', annotations: { 'csi.cert-manager.io/volume-id': 'vol' }, ownerReferences: [{ kind: 'Pod', uid: 'other-pod' }] } },
+    { metadata: { name: 'vol-2', namespace: 'ns', uid: 'u-2', annotations: { 'csi.cert-manager.io/volume-id': 'vol' }, ownerReferences: [{ kind: 'Pod', uid: 'pod-uid' }] } },
+  ] as unknown as CertificateRequest[]
+  api.listForVolume = async () => listed
+  const uids: Array<string | undefined> = []
+  const del = api.delete.bind(api)
+  api.delete = async (namespace: string, name: string, uid?: string) => { uids.push(uid); await del(namespace, name) }
+  const j = make()
+  await j.bury(tomb(clock, { podUid: 'pod-uid', requests: [{ namespace: 'ns', name: 'vol-1', uid: 'u-1' }] }))
+  await clock.advance(0)
+  t.same(api.deletes.sort(), ['ns/vol-1', 'ns/vol-2'], 'the forged one is left alone')
+  t.same(uids.sort(), ['u-1', 'u-2'], 'each deleted by its uid')
+})
