@@ -23,6 +23,8 @@ import { validateRecord, type VolumeRecord } from './reconcile/record.js'
 export interface DriverConfig {
   nodeId: string
   dataRoot: string
+  /** Size of the tmpfs mounted on the data root when it is not on tmpfs already. */
+  dataRootSizeBytes?: number
   kubeconfig?: string
   maxConcurrentIssuances: number
   /** Backoff after a terminal failure (denied, failed) before a new request. */
@@ -48,7 +50,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   const kc = loadKubeConfig(config.kubeconfig)
   const mounter = new Mounter()
   // Key material never touches a disk: the data root is (or becomes) tmpfs.
-  const tmpfs = await mounter.ensureTmpfs(config.dataRoot)
+  const tmpfs = await mounter.ensureTmpfs(config.dataRoot, config.dataRootSizeBytes)
   // A driver starting later finds the tmpfs, not the directory main.ts locked.
   if (tmpfs === 'mounted') await config.lock?.lockAgain()
   logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')

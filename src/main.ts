@@ -71,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
         {
           nodeId: config.nodeId,
           dataRoot: config.dataRoot,
+          dataRootSizeBytes: config.dataRootSizeBytes,
           kubeconfig: config.kubeconfig,
           maxConcurrentIssuances: config.maxConcurrentIssuances,
           resyncPeriodMs: config.resyncPeriodMs,

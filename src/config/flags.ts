@@ -7,7 +7,6 @@ import { Command, CommanderError, Option } from 'commander'
 import { FlagError, FlagExit } from '../errors.js'
 import { parseBindAddress, type BindAddress } from './bind-address.js'
 import { parseDuration } from '../volume/duration.js'
-import { checkDns1123Subdomain } from '../volume/shapes.js'
 import { parseByteQuantity } from './quantity.js'
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const
@@ -26,14 +25,6 @@ export interface Config {
   dataRoot: string
   /** Size limit of the private tmpfs the driver mounts on the data root. */
   dataRootSizeBytes: number
-  /** The kubelet's root directory: every target path must be a CSI volume mount under <root>/pods. */
-  kubeletRootDir: string
-  /**
-   * Annotation prefixes a volume attribute may pass through to its
-   * CertificateRequest ("example.com" allows "example.com/x" and
-   * "team.example.com/x"); ['*'] allows every prefix; [] none.
-   */
-  annotationPrefixes: string[]
   /** Undefined: use the in-cluster service account. */
   kubeconfig?: string
   logLevel: LogLevel
@@ -65,8 +56,6 @@ export const DEFAULTS = {
   driverName: 'csi.cert-manager.io',
   dataRoot: '/tmp/cert-manager-csi',
   dataRootSize: '256Mi',
-  kubeletRootDir: '/var/lib/kubelet',
-  annotationPrefixes: '',
   logLevel: 'info',
   logFormat: 'json',
   publishTimeout: '60s',
@@ -97,14 +86,8 @@ function buildProgram(version: string): Command {
     .requiredOption('--node-id <name>', 'name of the node this driver runs on (spec.nodeName through the downward API)')
     .option('--endpoint <url>', 'unix socket to serve CSI on: unix:///abs/path or unix:/abs/path', DEFAULTS.endpoint)
     .option('--driver-name <name>', 'CSI driver name; must match the CSIDriver object', DEFAULTS.driverName)
-    .option('--data-root <dir>', 'absolute directory holding one directory per volume; the driver mounts its own private tmpfs on it', DEFAULTS.dataRoot)
-    .option('--data-root-size <bytes>', 'size limit of the data root tmpfs (64Mi, 1Gi, or bytes)', DEFAULTS.dataRootSize)
-    .option('--kubelet-root-dir <dir>', "the kubelet's root directory; targets must be CSI volume mounts under <dir>/pods", DEFAULTS.kubeletRootDir)
-    .option(
-      '--annotation-prefixes <list>',
-      'comma-separated annotation prefixes that volume attributes may set on CertificateRequests ("*" for any); default none',
-      DEFAULTS.annotationPrefixes,
-    )
+    .option('--data-root <dir>', 'absolute directory holding one directory per volume (the driver mounts tmpfs here unless it is on tmpfs already)', DEFAULTS.dataRoot)
+    .option('--data-root-size <bytes>', 'size limit of the tmpfs the driver mounts on the data root (64Mi, 1Gi, or bytes)', DEFAULTS.dataRootSize)
     .option('--kubeconfig <file>', 'kubeconfig file; default: the in-cluster service account')
     .addOption(new Option('--log-level <level>', 'least severe level logged').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
     .addOption(new Option('--log-format <format>', 'log line format').choices(LOG_FORMATS).default(DEFAULTS.logFormat))
@@ -180,11 +163,6 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     throw new FlagError(`--data-root-size "${sizeGiven}" must be a byte quantity of at least 1Mi, like 64Mi or 1Gi`)
   }
 
-  const kubeletRootDir = str('kubeletRootDir').replace(/(.)\/+$/, '$1')
-  if (!isAbsolute(kubeletRootDir)) throw new FlagError(`--kubelet-root-dir "${kubeletRootDir}" must be an absolute path`)
-
-  const annotationPrefixes = parseAnnotationPrefixes(str('annotationPrefixes'))
-
   const kubeconfig = o.kubeconfig
   if (kubeconfig !== undefined && kubeconfig.trim() === '') throw new FlagError('--kubeconfig must not be empty when given')
 
@@ -210,8 +188,6 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     driverName,
     dataRoot,
     dataRootSizeBytes,
-    kubeletRootDir,
-    annotationPrefixes,
     ...(kubeconfig !== undefined ? { kubeconfig } : {}),
     logLevel: str('logLevel') as LogLevel,
     logFormat: str('logFormat') as LogFormat,
@@ -229,19 +205,6 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
 
 // Big enough for a record and a few certificates; smaller is surely a typo.
 const MIN_DATA_ROOT_BYTES = 2 ** 20
-
-function parseAnnotationPrefixes(value: string): string[] {
-  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '')
-  if (items.includes('*')) {
-    if (items.length > 1) throw new FlagError(`--annotation-prefixes "${value}": "*" allows every prefix and cannot be combined with others`)
-    return ['*']
-  }
-  for (const item of items) {
-    const problem = checkDns1123Subdomain(item)
-    if (problem) throw new FlagError(`--annotation-prefixes: "${item}" ${problem}`)
-  }
-  return items
-}
 
 function checkSocketPath(flag: string, path: string): void {
   if (!isAbsolute(path)) throw new FlagError(`${flag} "${path}" must be an absolute path`)
