@@ -125,7 +125,10 @@ t.test('unpublish of a volume whose record was lost still releases its mount', a
   t.ok(node.isMounted(v.targetPath), 'still mounted: the driver does not know it any more')
   await node.unpublish(v)
   t.notOk(node.isMounted(v.targetPath), 'unmounted by unpublish all the same')
-  t.same(await node.requestsAfterUnpublish(v), [], 'and its CertificateRequest deleted')
+  // Without its record nothing proves the request is this volume's (labels
+  // and annotations are anyone's to copy, issue 12), so the driver leaves it
+  // alone; its owner reference to the pod hands it to the garbage collector.
+  t.equal((await node.requestsFor(v)).length, 1, 'its CertificateRequest is left to the garbage collector, not deleted on a label')
 })
 
 t.test('no request leaked across all of the above', async t => {
