@@ -337,20 +337,20 @@ export class Reconciler {
       }
 
       case 'createRequest': {
-        if (!record.request) {
-          const generation = record.generation + 1
-          record = await this.commit({ ...record, generation, request: { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined } }, record)
-        }
         const csr = await this.requestCsr(record, spec)
-        if (record.request!.csrSha256 !== csr.sha256) {
-          // Recorded before the create: the object holding these bytes is the one we made.
-          record = await this.commit({ ...record, request: { ...record.request!, csrSha256: csr.sha256 } }, record)
+        if (record.request?.csrSha256 !== csr.sha256) {
+          // Name and CSR digest in one write, before the create: the object
+          // of that name holding these bytes is the one we made.
+          const generation = record.request ? record.generation : record.generation + 1
+          const request = record.request ?? { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined }
+          record = await this.commit({ ...record, generation, request: { ...request, csrSha256: csr.sha256 } }, record)
         }
         const req = record.request!
+        const owner = ownerOf(record)
         const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.d.nodeId, pod: record.pod, spec, csrPem: csr.pem })
         let created: CertificateRequest
         try {
-          created = await this.d.issuance.run(() => this.d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, ownerOf(record), req)))
+          created = await this.d.issuance.run(() => this.d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, owner, req)))
         } catch (err) {
           if (!(err instanceof RequestNameTakenError)) throw err
           return this.stepOver(record, err.why, log)
@@ -382,20 +382,8 @@ export class Reconciler {
       case 'acceptCertificate':
         return this.accept(record, spec, step.certificatePem, step.caPem, log)
 
-      case 'recordFailure': {
-        const req = record.request!
-        const count = (record.failure?.count ?? 0) + 1
-        const now = this.d.now()
-        const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
-        const { request: _done, ...rest } = record
-        const next = await this.commit({ ...rest, failure: { reason: step.reason, message: step.message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
-        const reason = req.renewal ? 'RenewalFailed' : 'IssuanceFailed'
-        log.warn({ request: req.name, reason: step.reason, retryInMs: retryAt - now }, step.message)
-        this.emit(record, req.name, 'Warning', reason, req.renewal ? 'Renew' : 'Issue', `${step.message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
-        this.d.onFailure?.(record.volumeId, req.renewal, step.reason)
-        this.requestedAt.delete(req.name)
-        return next
-      }
+      case 'recordFailure':
+        return this.recordFailure(record, step.reason, step.message, log)
 
       case 'deleteRequests':
         // Remembered as deleted, so the next observation moves on even if
@@ -518,14 +506,14 @@ export class Reconciler {
    */
   private async requestCsr(record: VolumeRecord, spec: VolumeSpec): Promise<{ pem: string; sha256: string }> {
     const p = this.paths(record.volumeId)
+    // spec.request carries the PEM in base64: the digest is of what is sent.
+    const digestOf = (pem: string): string => csrDigest(Buffer.from(pem).toString('base64'))
     const kept = await readFile(p.pendingCsr, 'utf8').catch(() => undefined)
-    if (kept !== undefined && record.request?.csrSha256 === csrDigest(Buffer.from(kept).toString('base64'))) {
-      return { pem: kept, sha256: record.request.csrSha256 }
-    }
+    if (kept !== undefined && record.request?.csrSha256 === digestOf(kept)) return { pem: kept, sha256: record.request.csrSha256 }
     const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
     const pem = await this.d.issuance.run(() => buildCsrPem(spec, key))
     await writeFileAtomic(p.pendingCsr, pem)
-    return { pem, sha256: csrDigest(Buffer.from(pem).toString('base64')) }
+    return { pem, sha256: digestOf(pem) }
   }
 
   /**
@@ -545,21 +533,27 @@ export class Reconciler {
     return next
   }
 
-  /** The issued certificate cannot be used: a recorded failure (Event, backoff), then a new key and request. */
-  private async rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
-    const p = this.paths(record.volumeId)
+  /** The request in flight ended in failure: recorded (no new request before its backoff), an Event, the metrics. */
+  private async recordFailure(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
     const req = record.request!
     const now = this.d.now()
     const count = (record.failure?.count ?? 0) + 1
     const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
-    const { request: _r, ...rest } = record
+    const { request: _done, ...rest } = record
     const next = await this.commit({ ...rest, failure: { reason, message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
-    await rm(p.pendingKey, { force: true })
-    await rm(p.pendingCsr, { force: true })
     log.warn({ request: req.name, reason, retryInMs: retryAt - now }, message)
     this.emit(record, req.name, 'Warning', req.renewal ? 'RenewalFailed' : 'IssuanceFailed', req.renewal ? 'Renew' : 'Issue', `${message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
     this.d.onFailure?.(record.volumeId, req.renewal, reason)
     this.requestedAt.delete(req.name)
+    return next
+  }
+
+  /** The issued certificate cannot be used: a recorded failure, and the next attempt starts from a new key. */
+  private async rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
+    const next = await this.recordFailure(record, reason, message, log)
+    const p = this.paths(record.volumeId)
+    await rm(p.pendingKey, { force: true })
+    await rm(p.pendingCsr, { force: true })
     return next
   }
 

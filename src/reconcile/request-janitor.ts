@@ -107,8 +107,9 @@ export class RequestJanitor {
       for (const namespace of t.namespaces) {
         for (const cr of await listOrNone(() => this.#d.requests.listForVolume(namespace, t.volumeId))) {
           if (t.podUid !== undefined && !belongsToVolume(cr, { volumeId: t.volumeId, namespace, podUid: t.podUid })) continue
-          const known = refs.get(`${namespace}/${cr.metadata.name}`)
-          refs.set(`${namespace}/${cr.metadata.name}`, { namespace, name: cr.metadata.name, ...(known?.uid ?? cr.metadata.uid ? { uid: known?.uid ?? cr.metadata.uid } : {}) })
+          const key = `${namespace}/${cr.metadata.name}`
+          const uid = refs.get(key)?.uid ?? cr.metadata.uid
+          refs.set(key, { namespace, name: cr.metadata.name, ...(uid ? { uid } : {}) })
         }
       }
       for (const r of refs.values()) await this.#d.requests.delete(r.namespace, r.name, r.uid)

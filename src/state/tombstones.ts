@@ -42,10 +42,11 @@ export class TombstoneStore {
   async add(t: Tombstone): Promise<Tombstone> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
     const old = await this.read(this.#path(t.volumeId))
+    const podUid = old?.podUid ?? t.podUid
     const merged: Tombstone = old
       ? {
           ...old,
-          ...(old.podUid ?? t.podUid ? { podUid: old.podUid ?? t.podUid } : {}),
+          ...(podUid ? { podUid } : {}),
           requests: dedupe([...old.requests, ...t.requests]),
           namespaces: [...new Set([...old.namespaces, ...t.namespaces])],
         }

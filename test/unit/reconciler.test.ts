@@ -4,7 +4,7 @@
 // reproduces a fault found in review and failed before its fix.
 import 'reflect-metadata'
 import t, { type Test } from 'tap'
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { webcrypto } from 'node:crypto'
@@ -198,6 +198,12 @@ const issuedRecord = (s: Awaited<ReturnType<typeof setup>>): VolumeRecord => ({
   issued: { requestName: 'app-2', notBefore: new Date(NOW - 3600_000).toISOString(), notAfter: new Date(NOW + 3600_000).toISOString(), renewAt: new Date(NOW + 1800_000).toISOString(), serial: '01', issuedAt: new Date(NOW).toISOString() },
 })
 
+/** A request in flight: recorded, with its pending key on disk. */
+async function inFlight(s: Awaited<ReturnType<typeof setup>>, request: NonNullable<VolumeRecord['request']>, keyPem: string): Promise<void> {
+  await s.store.commit({ ...s.record, generation: request.generation, request }, undefined)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+}
+
 async function storeCurrent(s: Awaited<ReturnType<typeof setup>>, keyPem: string, certPem: string): Promise<void> {
   await writeAtomically(join(s.store.volumeDir(s.volumeId), 'current'), [{ name: 'key.pem', data: Buffer.from(keyPem), mode: 0o600 }, { name: 'cert.pem', data: Buffer.from(certPem), mode: 0o600 }])
 }
@@ -238,8 +244,7 @@ t.test('a request name taken by an object the driver did not create is stepped o
   const s = await setup(t)
   const { keyPem, certPem } = await keyAndCert()
   // The digest of the CSR the driver is about to send is recorded before the create.
-  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false, csrSha256: csrDigest('b3VyIENTUg==') } }, undefined)
-  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  await inFlight(s, { name: 'app-2', generation: 2, renewal: false, csrSha256: csrDigest('b3VyIENTUg==') }, keyPem)
   // Pre-created under our predictable name, owner reference and annotation
   // copied, issued with a certificate of the squatter's choosing.
   const squat = cr('app-2', s.volumeId, { certificate: Buffer.from(certPem).toString('base64'), conditions: [{ type: 'Approved', status: 'True' }, { type: 'Ready', status: 'True' }] })
@@ -261,9 +266,7 @@ t.test('a request name taken by an object the driver did not create is stepped o
 t.test('a create answered AlreadyExists by an object that is not ours is stepped over too', async t => {
   const s = await setup(t)
   const { keyPem } = await keyAndCert()
-  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false } }, undefined)
-  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
-  s.cache.synced = true
+  await inFlight(s, { name: 'app-2', generation: 2, renewal: false }, keyPem)
   // The cache has not seen it yet; the apiserver has.
   const squat = cr('app-2', s.volumeId)
   ;(squat.spec as { request?: string }).request = 'c3F1YXQ='
@@ -278,8 +281,7 @@ t.test('a create answered AlreadyExists by an object that is not ours is stepped
 t.test('a lost create answer is adopted: the retry sends the same CSR bytes, and the object holding them is ours', async t => {
   const s = await setup(t)
   const { keyPem } = await keyAndCert()
-  await s.store.commit({ ...s.record, generation: 2, request: { name: 'app-2', generation: 2, renewal: false } }, undefined)
-  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  await inFlight(s, { name: 'app-2', generation: 2, renewal: false }, keyPem)
   s.requests.down = true
   await t.rejects(s.reconciler.reconcile(s.volumeId), /ECONNREFUSED/)
   const recorded = (await s.store.load(s.volumeId))!.request!
@@ -288,8 +290,7 @@ t.test('a lost create answer is adopted: the retry sends the same CSR bytes, and
   s.requests.down = false
   const sent = cr('app-2', s.volumeId)
   sent.metadata.uid = 'uid-lost-answer'
-  const { readFile: read } = await import('node:fs/promises')
-  ;(sent.spec as { request?: string }).request = Buffer.from(await read(join(s.store.volumeDir(s.volumeId), 'pending-csr.pem'), 'utf8')).toString('base64')
+  ;(sent.spec as { request?: string }).request = Buffer.from(await readFile(join(s.store.volumeDir(s.volumeId), 'pending-csr.pem'), 'utf8')).toString('base64')
   s.requests.existing = sent
   await s.reconciler.reconcile(s.volumeId)
   const after = (await s.store.load(s.volumeId))!
@@ -302,8 +303,7 @@ t.test('a lost create answer is adopted: the retry sends the same CSR bytes, and
 t.test('a malformed certificate from the issuer is a recorded failure with an Event, not a reconcile error retried for ever', async t => {
   const s = await setup(t)
   const { keyPem } = await keyAndCert()
-  await s.store.commit({ ...s.record, request: { name: 'app-1', generation: 1, renewal: false } }, undefined)
-  await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
+  await inFlight(s, { name: 'app-1', generation: 1, renewal: false }, keyPem)
   s.cache.objects.set('ns/app-1', cr('app-1', s.volumeId, {
     certificate: Buffer.from('-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n').toString('base64'),
     conditions: [{ type: 'Approved', status: 'True' }, { type: 'Ready', status: 'True' }],
