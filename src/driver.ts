@@ -11,6 +11,7 @@ import type { DriverMetrics } from './metrics/metrics.js'
 import { VolumeStore } from './state/store.js'
 import { Mounter } from './host/mounts.js'
 import { writeAtomically, readPublished, clearPublished } from './host/atomic-dir.js'
+import { SpaceWatch } from './host/space-watch.js'
 import { KubeRequestClient } from './kube/requests.js'
 import { RequestInformer } from './kube/request-informer.js'
 import { KubeEventRecorder } from './kube/events.js'
@@ -89,6 +90,16 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
       logger.info({ retried, tombstones: janitor.pending }, 'Kubernetes API reachable again; retrying what failed on it')
     },
   })
+  // Work that failed on a full data root goes again as soon as there is room,
+  // not after a backoff grown while it was full.
+  const space = new SpaceWatch({
+    path: config.dataRoot,
+    onRoom: freeBytes => {
+      const retried = queue?.retryFailed(1000) ?? 0
+      logger.info({ retried, freeBytes }, 'the data root has room again; retrying what failed on it')
+    },
+    onError: err => logger.warn({ err: String(err) }, 'cannot read the data root\'s free space; will try again'),
+  })
   const reconciler = new Reconciler({
     nodeId: config.nodeId,
     store,
@@ -106,6 +117,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     onIssued: (_id, renewal, latencyMs) => config.metrics?.issued(renewal ? 'renew' : 'issue', latencyMs > 0 ? latencyMs / 1000 : undefined),
     onFailure: (_id, renewal, reason) => config.metrics?.failed(renewal ? 'renew' : 'issue', reason),
     onVolumeState: (id, s) => (s ? config.metrics?.volumeState(id, s) : config.metrics?.volumeForgotten(id)),
+    onDataRootFull: () => space.noteFull(),
   })
   queue = new WorkQueue({
     workers: config.workers ?? 16,
@@ -154,6 +166,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
     stop: async () => {
       clearInterval(resync)
+      space.stop()
       await closeWatch()
       await queue?.shutdown()
       await janitor.stop()

@@ -84,6 +84,8 @@ export interface ReconcilerDeps {
   onFailure?: (volumeId: string, renewal: boolean, reason: string) => void
   /** Every status a volume reaches (undefined once forgotten), for metrics. */
   onVolumeState?: (volumeId: string, s: VolumeState | undefined) => void
+  /** A write failed for want of space (every time, not rate-limited like the Event). */
+  onDataRootFull?: () => void
 }
 
 export interface VolumeState {
@@ -150,6 +152,7 @@ export class Reconciler {
 
   /** A Warning Event on the pod, at most once a minute per volume: the data root has no room. */
   reportDataRootFull(pod: { namespace: string; name: string; uid: string }, volumeId: string, err: unknown): void {
+    this.d.onDataRootFull?.()
     const now = this.d.now()
     if (now - (this.fullReported.get(volumeId) ?? -Infinity) < 60_000) return
     if (this.fullReported.size > 10_000) this.fullReported.clear()
