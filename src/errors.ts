@@ -38,6 +38,8 @@ export class DriverError extends Error {
  * Bad input. When it comes from volume attributes, `issues` lists every
  * problem (not only the first) so a user fixes their pod spec in one round.
  */
+const MAX_ISSUES_SHOWN = 20
+
 export class InvalidArgumentError extends DriverError {
   readonly issues: readonly AttributeIssue[]
 
@@ -48,8 +50,12 @@ export class InvalidArgumentError extends DriverError {
 
   /** One message naming every attribute: "a: what is wrong; b: what is wrong". */
   static fromIssues(issues: readonly AttributeIssue[]): InvalidArgumentError {
-    const message = issues.map((i) => `${i.attribute}: ${i.message}`).join('; ')
-    return new InvalidArgumentError(message, issues)
+    // A gRPC status travels in a header: thousands of issues (one per "${x}"
+    // in a 16 KiB value) would overflow it. The first ones say what to fix.
+    const shown = issues.slice(0, MAX_ISSUES_SHOWN)
+    const more = issues.length - shown.length
+    const message = shown.map((i) => `${i.attribute}: ${i.message}`).join('; ') + (more > 0 ? `; and ${more} more` : '')
+    return new InvalidArgumentError(message, shown)
   }
 }
 

@@ -138,6 +138,7 @@ export const IssueCode = {
   duplicateFileName: 'duplicate-file-name',
   invalidFsGroup: 'invalid-fs-group',
   requiresPkcs12Enable: 'requires-pkcs12-enable',
+  limitExceeded: 'limit-exceeded',
 } as const
 export type IssueCode = (typeof IssueCode)[keyof typeof IssueCode]
 

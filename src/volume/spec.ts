@@ -8,9 +8,13 @@ import { IssueCode } from './attributes.js'
 import { formatDuration, parseDuration } from './duration.js'
 import { type Read, type Reader, bool, has, list, quote, report, scalar } from './reader.js'
 import * as shape from './shapes.js'
+import { checkLimits } from './limits.js'
 import { commonNames, parseRfc4514 } from '../pki/dn.js'
 
 export function parseVolumeAttributes(attributes: Record<string, string>, pod: PodInfo): ParseResult {
+  // Too large to be worth reading: say so and read nothing more.
+  const tooLarge = checkLimits(attributes)
+  if (tooLarge.length > 0) return { ok: false, issues: tooLarge }
   const r: Reader = { attributes, pod, issues: [] }
   const annotations = readKeys(r)
   const issuer = readIssuer(r)
@@ -67,7 +71,7 @@ function readKeys(r: Reader): Record<string, string> {
       continue
     }
     // A near miss of our prefix is a typo, not an annotation anyone wants.
-    if (shape.editDistance(key.slice(0, key.indexOf('/') + 1), A.ATTRIBUTE_PREFIX) <= 2) {
+    if (nearOurPrefix(key.slice(0, key.indexOf('/') + 1))) {
       report(r, key, IssueCode.unknownAttribute, `unknown attribute: the prefix looks like a misspelled ${A.ATTRIBUTE_PREFIX}${suggestion(key)}`)
       continue
     }
@@ -76,12 +80,21 @@ function readKeys(r: Reader): Record<string, string> {
   return annotations
 }
 
+/** Within two edits of our prefix; lengths further apart than that cannot be, and cost nothing to rule out. */
+function nearOurPrefix(prefix: string): boolean {
+  return Math.abs(prefix.length - A.ATTRIBUTE_PREFIX.length) <= 2 && shape.editDistance(prefix, A.ATTRIBUTE_PREFIX) <= 2
+}
+
+const SUGGEST_MAX_KEY = Math.max(...A.KNOWN_ATTRIBUTES.map(k => k.length)) + 2
+
 /** `; did you mean "…"?` for the closest known key within edit distance 2, else "". */
 function suggestion(key: string): string {
+  // Edit distance costs the product of the lengths: a long key is no typo of ours.
+  if (key.length > SUGGEST_MAX_KEY) return ''
   const slash = key.lastIndexOf('/')
   const name = key.slice(slash + 1)
   // A bare "dns-names" or a misspelled prefix: compare the name parts too.
-  const compareNames = slash === -1 || shape.editDistance(key.slice(0, slash + 1), A.ATTRIBUTE_PREFIX) <= 2
+  const compareNames = slash === -1 || nearOurPrefix(key.slice(0, slash + 1))
   let best: string | undefined
   let bestDistance = 3
   for (const known of A.KNOWN_ATTRIBUTES) {

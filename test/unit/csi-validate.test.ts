@@ -183,3 +183,13 @@ t.test('userAttributes drops exactly the kubelet prefix', async (t) => {
     'csi.storage.k8s.io.example/x': 'kept',
   })
 })
+
+t.test('thousands of issues in one value: the status names the first 20 and counts the rest', async (t) => {
+  const { parseVolumeAttributes } = await import('../../src/volume/spec.js')
+  const value = Array.from({ length: 2000 }, (_, i) => `\${X${i}}`).join('')
+  const err = catchErr(() => validatePublishRequest(kubeletRequest({ volume_context: { ...POD_CONTEXT, ...ATTRS, 'csi.cert-manager.io/common-name': value } }), parseVolumeAttributes)) as DriverError
+  t.ok(err instanceof InvalidArgumentError, 'INVALID_ARGUMENT')
+  t.match(err.message, /^csi\.cert-manager\.io\/common-name: unknown variable \$\{X0\}/)
+  t.match(err.message, /; and 1980 more$/, 'the rest counted, not listed (2000 unknown variables, 20 shown)')
+  t.ok(err.message.length < 8 * 1024, `the message fits a gRPC status header (${err.message.length} characters)`)
+})

@@ -9,7 +9,9 @@ import type { PodInfo, VolumeSpec } from '../../src/volume/types.js'
 
 const pod: PodInfo = { name: 'web-0', namespace: 'shop', uid: '4f1c2a9e-0b7d-4c1e-9a57-2d3f6b8e1c90', serviceAccountName: 'web-sa' }
 const codes = new Set<string>(Object.values(IssueCode))
-const runs = { numRuns: 2000 }
+// CSI_FUZZ_RUNS=100000 is the long form (test/README.md has its figures).
+const FUZZ_RUNS = Number(process.env.CSI_FUZZ_RUNS ?? 2000)
+const runs = { numRuns: FUZZ_RUNS }
 
 // Values that are sometimes right for some key: the generator mixes them so
 // that both valid specs and every kind of issue come up.
@@ -169,4 +171,38 @@ t.test('property: escaped literal subjects parse back to the same values', async
     { numRuns: 1000 },
   )
   t.pass('no counterexample')
+})
+
+// What a hostile pod author writes: the characters the scanners look for,
+// repeated, in keys and values up to and past every limit.
+const hostileText = (maxLength: number) =>
+  fc.oneof(
+    fc.string({ unit: fc.constantFrom('${', '}', '$', '{', 'POD_NAME', ',', '\\', '=', '+', '"', '#', '.', '-', '*', '/', '@', ':', 'a', ' ', '\u0000'), maxLength }),
+    fc.tuple(fc.constantFrom('${', 'a', ',', '\\,', '*.', 'CN=x,'), fc.integer({ min: 1, max: 40_000 })).map(([unit, n]) => unit.repeat(n)),
+  )
+const hostileKey = fc.oneof(
+  fc.constantFrom(...A.KNOWN_ATTRIBUTES),
+  hostileText(400).map(s => `example.com/${s}`),
+  hostileText(400),
+)
+const hostileMap = fc
+  .tuple(fc.boolean(), fc.dictionary(hostileKey, hostileText(2_000), { maxKeys: 8 }))
+  .map(([withCore, extra]) => (withCore ? { [A.ISSUER_NAME]: 'ca', [A.DNS_NAMES]: 'a.example.com', ...extra } : extra))
+
+t.test('property: hostile maps never throw, and every issue names a given attribute or the limit broken', async (t) => {
+  let refused = 0
+  fc.assert(
+    fc.property(hostileMap, (attrs) => {
+      const result = parseVolumeAttributes(attrs, pod)
+      if (result.ok) return true
+      refused++
+      const keys = Object.keys(attrs)
+      return result.issues.length > 0 && result.issues.every(i =>
+        codes.has(i.code) && i.message.length > 0 && i.message.length < 20_000 &&
+        (keys.includes(i.attribute) || A.REQUIRED_ATTRIBUTES.includes(i.attribute) || i.attribute === '(volume attributes)' ||
+          (i.attribute.endsWith('…') && keys.some(k => k.startsWith(i.attribute.slice(0, -1))))))
+    }),
+    { numRuns: Math.max(200, Math.round(FUZZ_RUNS / 10)) },
+  )
+  t.ok(refused > 0, `hostile maps were refused (${refused})`)
 })
