@@ -211,12 +211,22 @@ function bagAttributes(localKeyId: Buffer, friendlyName: string | undefined): pk
   return attributes
 }
 
+/**
+ * What makes a password unusable for a keystore, or undefined. The attribute
+ * parser asks this too, so a bad password is refused at publish, not after
+ * issuance. A lone surrogate has no UTF-8 form (TextEncoder would turn it
+ * into U+FFFD, so two different passwords would open the same keystore), and
+ * OpenSSL's command line and C API end passwords at the first NUL.
+ */
+export function keystorePasswordProblem(password: string): string | undefined {
+  if (!isWellFormed(password)) return 'is not well-formed UTF-16'
+  if (password.includes('\0')) return 'contains a NUL character, which OpenSSL and Java read as the end of the password'
+  return undefined
+}
+
 function passwordBytes(password: string): ArrayBuffer {
-  // A lone surrogate has no UTF-8 form (TextEncoder would turn it into U+FFFD,
-  // so two different passwords would open the same keystore), and OpenSSL's
-  // command line and C API end passwords at the first NUL.
-  if (!isWellFormed(password)) throw new KeystoreError('the keystore password is not well-formed UTF-16')
-  if (password.includes('\0')) throw new KeystoreError('the keystore password contains a NUL character')
+  const problem = keystorePasswordProblem(password)
+  if (problem) throw new KeystoreError(`the keystore password ${problem}`)
   return toArrayBuffer(Buffer.from(password, 'utf8'))
 }
 

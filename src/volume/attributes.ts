@@ -139,6 +139,7 @@ export const IssueCode = {
   invalidFsGroup: 'invalid-fs-group',
   requiresPkcs12Enable: 'requires-pkcs12-enable',
   limitExceeded: 'limit-exceeded',
+  invalidPkcs12Password: 'invalid-pkcs12-password',
 } as const
 export type IssueCode = (typeof IssueCode)[keyof typeof IssueCode]
 

@@ -160,6 +160,7 @@ const invalid: InvalidCase[] = [
   { name: 'more than 64 KiB in all', attrs: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`example.com/a${i}`, 'x'.repeat(16_000)])), want: [['(volume attributes)', IssueCode.limitExceeded]], message: /at most 65536/ },
   { name: 'more than 100 DNS names', attrs: { [A.DNS_NAMES]: Array.from({ length: 101 }, (_, i) => `h${i}.example.com`).join(',') }, want: [[A.DNS_NAMES, IssueCode.limitExceeded]], message: /lists 101 items; at most 100/ },
   { name: 'thousands of "${" within the limit: one unterminated issue', attrs: { [A.COMMON_NAME]: '${'.repeat(8000) }, want: [[A.COMMON_NAME, IssueCode.unterminatedVariable]] },
+  { name: 'a NUL in the keystore password is refused at publish, not after issuance', attrs: { [A.PKCS12_ENABLE]: 'true', [A.PKCS12_PASSWORD]: 'secret\u0000tail' }, want: [[A.PKCS12_PASSWORD, IssueCode.invalidPkcs12Password]], message: /^the password contains a NUL character/ },
   { name: 'unbraced pod variable', attrs: { [A.URI_SANS]: 'spiffe://td/ns/$POD_NAMESPACE' }, want: [[A.URI_SANS, IssueCode.unbracedVariable]], message: /\$\{POD_NAMESPACE\}/ },
   { name: 'boolean "yes"', attrs: { [A.IS_CA]: 'yes' }, want: [[A.IS_CA, IssueCode.invalidBoolean]], message: /"true" or "false"/ },
   { name: 'boolean "1"', attrs: { [A.DISABLE_AUTO_RENEW]: '1' }, want: [[A.DISABLE_AUTO_RENEW, IssueCode.invalidBoolean]] },
