@@ -357,7 +357,7 @@ export class NodeUnderTest {
         args: [
           ...(this.opts.nodeOptions ?? []), ...(this.opts.oursCommand ?? ['--import', 'tsx', 'src/main.ts']),
           '--node-id', this.nodeId, '--endpoint', `unix://${this.socketPath}`, '--data-root', this.dataRoot,
-          '--kubeconfig', kubeconfig, '--metrics-bind-address', '127.0.0.1:0', '--log-level', this.opts.logLevel ?? 'warn',
+          '--kubelet-root-dir', join(this.root, 'kubelet'), '--kubeconfig', kubeconfig, '--metrics-bind-address', '127.0.0.1:0', '--log-level', this.opts.logLevel ?? 'warn',
         ],
       }
     }

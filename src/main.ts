@@ -103,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
       driverName: config.driverName,
       publisher: driver?.publisher ?? new UnavailablePublisher(),
       publishTimeoutMs: config.publishTimeoutMs,
+      kubeletRootDir: config.kubeletRootDir,
+      annotationPrefixes: config.annotationPrefixes,
     }),
   })
   try {

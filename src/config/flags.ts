@@ -8,6 +8,7 @@ import { FlagError, FlagExit } from '../errors.js'
 import { parseBindAddress, type BindAddress } from './bind-address.js'
 import { parseDuration } from '../volume/duration.js'
 import { parseByteQuantity } from './quantity.js'
+import { checkDns1123Subdomain } from '../volume/shapes.js'
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -49,6 +50,10 @@ export interface Config {
   kubeletRegistrationPath?: string
   /** The kubelet's plugin watcher directory, where the registration socket goes. */
   pluginRegistrationDir: string
+  /** The kubelet's --root-dir: every target path lies in its pods/ folder. */
+  kubeletRootDir: string
+  /** Annotation prefixes a volume may pass on to its CertificateRequest; '*' for any. */
+  annotationPrefixes: readonly string[] | '*'
 }
 
 export const DEFAULTS = {
@@ -66,6 +71,8 @@ export const DEFAULTS = {
   cacheRelistPeriod: '5m',
   metricsBindAddress: ':9402',
   pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
+  kubeletRootDir: '/var/lib/kubelet',
+  annotationPrefixes: '',
 } as const
 
 /** The kubelet gives up on a CSI call after 2 minutes; we must answer before. */
@@ -110,6 +117,12 @@ function buildProgram(version: string): Command {
       '--plugin-registration-dir <dir>',
       "the kubelet's plugin registration directory (used with --kubelet-registration-path)",
       DEFAULTS.pluginRegistrationDir,
+    )
+    .option('--kubelet-root-dir <dir>', "the kubelet's --root-dir: target paths outside its pods/<uid>/volumes/kubernetes.io~csi/<name>/mount are refused", DEFAULTS.kubeletRootDir)
+    .option(
+      '--annotation-prefixes <list>',
+      'comma-separated annotation prefixes (example.com,team.example.org) a volume attribute may pass on to its CertificateRequest; "*" for any; default none',
+      DEFAULTS.annotationPrefixes,
     )
 }
 
@@ -180,6 +193,9 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
   // The registration socket is <dir>/<driver name>-reg.sock.
   checkSocketPath('--plugin-registration-dir', `${pluginRegistrationDir.replace(/\/+$/, '')}/${driverName}-reg.sock`)
 
+  const kubeletRootDir = str('kubeletRootDir')
+  if (!isAbsolute(kubeletRootDir)) throw new FlagError(`--kubelet-root-dir "${kubeletRootDir}" must be an absolute path`)
+
   const endpoint = str('endpoint')
   return {
     nodeId,
@@ -200,7 +216,24 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
     ...(kubeletRegistrationPath !== undefined ? { kubeletRegistrationPath } : {}),
     pluginRegistrationDir,
+    kubeletRootDir: kubeletRootDir.replace(/(.)\/+$/, '$1'),
+    annotationPrefixes: parseAnnotationPrefixes(str('annotationPrefixes')),
   }
+}
+
+/** "" → none, "*" → any, else DNS-1123 subdomains (the part of an annotation key before "/"). */
+function parseAnnotationPrefixes(value: string): readonly string[] | '*' {
+  const s = value.trim()
+  if (s === '*') return '*'
+  if (s === '') return []
+  const items = s.split(',').map(x => x.trim())
+  for (const item of items) {
+    const problem = item === '' ? 'is empty' : checkDns1123Subdomain(item)
+    if (problem) {
+      throw new FlagError(`--annotation-prefixes: ${JSON.stringify(item)} ${problem}; give prefixes like example.com,team.example.org, or "*" for any`)
+    }
+  }
+  return items
 }
 
 // Big enough for a record and a few certificates; smaller is surely a typo.

@@ -7,7 +7,7 @@ import { parseVolumeAttributes } from '../volume/spec.js'
 import type { PodInfo, VolumeSpec } from '../volume/types.js'
 import type { NodeHandlers } from './generated/csi/v1/Node.js'
 import type { AsyncService } from './handlers.js'
-import { validatePublishRequest, validateUnpublishRequest, type AttributeParser } from './validate.js'
+import { DEFAULT_POLICY, validatePublishRequest, validateUnpublishRequest, type AttributeParser } from './validate.js'
 
 export interface PublishRequest {
   volumeId: string
@@ -47,11 +47,17 @@ export interface NodeServiceOptions {
   driverName: string
   publisher: VolumePublisher
   publishTimeoutMs: number
+  /** The kubelet's --root-dir (target paths lie under it); default /var/lib/kubelet. */
+  kubeletRootDir?: string
+  /** --annotation-prefixes; default none. */
+  annotationPrefixes?: readonly string[] | '*'
   parseAttributes?: AttributeParser
 }
 
 export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHandlers> {
-  const parse = opts.parseAttributes ?? parseVolumeAttributes
+  const annotationPrefixes = opts.annotationPrefixes ?? []
+  const parse: AttributeParser = opts.parseAttributes ?? ((attributes, pod) => parseVolumeAttributes(attributes, pod, { annotationPrefixes }))
+  const policy = { driverName: opts.driverName, kubeletRootDir: opts.kubeletRootDir ?? DEFAULT_POLICY.kubeletRootDir }
   const unimplemented = (rpc: string, capability: string) => async (): Promise<never> => {
     throw new UnimplementedError(`${rpc} is not implemented: ${opts.driverName} does not advertise ${capability}`)
   }
@@ -62,7 +68,7 @@ export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHa
     NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: 0, accessible_topology: null }),
 
     NodePublishVolume: async (req, ctx) => {
-      const publishReq = validatePublishRequest(req, parse, opts.driverName)
+      const publishReq = validatePublishRequest(req, parse, policy)
       const timeout = AbortSignal.timeout(opts.publishTimeoutMs)
       const signal = AbortSignal.any([ctx.signal, timeout])
       try {

@@ -25,11 +25,20 @@ const SINGLE_NODE_MODES = new Set(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONL
 
 export type AttributeParser = (attributes: Record<string, string>, pod: PodInfo) => ParseResult
 
+export interface PublishPolicy {
+  driverName: string
+  /** The kubelet's --root-dir: a target outside its pod volume folders is refused. */
+  kubeletRootDir: string
+}
+
+export const DEFAULT_POLICY: PublishPolicy = { driverName: 'csi.cert-manager.io', kubeletRootDir: '/var/lib/kubelet' }
+
 export function validatePublishRequest(
   req: NodePublishVolumeRequest__Output,
   parseAttributes: AttributeParser,
-  driverName = 'csi.cert-manager.io',
+  policy: PublishPolicy = DEFAULT_POLICY,
 ): PublishRequest {
+  const { driverName } = policy
   const volumeId = checkVolumeId(req.volume_id)
   const targetPath = checkTargetPath(req.target_path)
 
@@ -76,6 +85,8 @@ export function validatePublishRequest(
     serviceAccountName: ctx[POD_INFO_KEYS.serviceAccountName] ?? '',
   }
 
+  checkTargetConfined(targetPath, policy.kubeletRootDir, pod.uid)
+
   const attributes = userAttributes(ctx)
   const parsed = parseAttributes(attributes, pod)
   if (!parsed.ok) throw InvalidArgumentError.fromIssues(parsed.issues)
@@ -107,8 +118,30 @@ function checkVolumeId(id: string | undefined): string {
 
 function checkTargetPath(p: string | undefined): string {
   if (p === undefined || p === '') throw new InvalidArgumentError('target_path is required')
-  if (!isAbsolute(p) || p.includes('\0')) throw new InvalidArgumentError(`target_path "${p}" must be an absolute path`)
+  if (p.length > MAX_PATH) throw new InvalidArgumentError(`target_path is ${p.length} characters long; at most ${MAX_PATH} are allowed`)
+  if (!isAbsolute(p) || p.includes('\0')) throw new InvalidArgumentError(`target_path ${JSON.stringify(p)} must be an absolute path`)
   return p
+}
+
+const MAX_PATH = 4096
+
+/**
+ * The kubelet mounts an inline volume at
+ * <root>/pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount and
+ * nowhere else: any other path (a host directory, another pod's folder, ".."
+ * tricks) is a caller we must not serve, since the driver mounts there as root.
+ */
+export function checkTargetConfined(targetPath: string, kubeletRootDir: string, podUid: string): void {
+  const root = kubeletRootDir.endsWith('/') ? kubeletRootDir : `${kubeletRootDir}/`
+  const shape = `${root}pods/${podUid}/volumes/kubernetes.io~csi/<volume name>/mount`
+  const fail = (why: string) => new InvalidArgumentError(`target_path ${JSON.stringify(targetPath.slice(0, 300))} ${why}; the kubelet mounts this pod's volumes at ${shape}`)
+  if (!targetPath.startsWith(root)) throw fail(`is not under the kubelet's root ${kubeletRootDir} (--kubelet-root-dir)`)
+  const parts = targetPath.slice(root.length).split('/')
+  const [pods, uid, volumes, plugin, name, mount] = parts
+  if (parts.length !== 6 || pods !== 'pods' || volumes !== 'volumes' || plugin !== 'kubernetes.io~csi' || mount !== 'mount' || !name || name === '.' || name === '..' || !uid) {
+    throw fail('is not a pod volume mount point')
+  }
+  if (uid !== podUid) throw fail(`belongs to pod ${JSON.stringify(uid.slice(0, 64))}, not to the pod in the volume context (${podUid})`)
 }
 
 function missingPodInfo(driverName: string, keys: readonly string[]): FailedPreconditionError {

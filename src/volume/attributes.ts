@@ -140,6 +140,7 @@ export const IssueCode = {
   requiresPkcs12Enable: 'requires-pkcs12-enable',
   limitExceeded: 'limit-exceeded',
   invalidPkcs12Password: 'invalid-pkcs12-password',
+  annotationNotAllowed: 'annotation-not-allowed',
 } as const
 export type IssueCode = (typeof IssueCode)[keyof typeof IssueCode]
 

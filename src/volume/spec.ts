@@ -12,12 +12,21 @@ import { checkLimits } from './limits.js'
 import { commonNames, parseRfc4514 } from '../pki/dn.js'
 import { keystorePasswordProblem } from '../pki/pkcs12.js'
 
-export function parseVolumeAttributes(attributes: Record<string, string>, pod: PodInfo): ParseResult {
+export interface ParseOptions {
+  /**
+   * Prefixes (the part of a key before "/") whose attributes may become
+   * CertificateRequest annotations: the node's --annotation-prefixes. '*'
+   * passes any, which is what records already accepted are parsed with.
+   */
+  annotationPrefixes: readonly string[] | '*'
+}
+
+export function parseVolumeAttributes(attributes: Record<string, string>, pod: PodInfo, options: ParseOptions = { annotationPrefixes: '*' }): ParseResult {
   // Too large to be worth reading: say so and read nothing more.
   const tooLarge = checkLimits(attributes)
   if (tooLarge.length > 0) return { ok: false, issues: tooLarge }
   const r: Reader = { attributes, pod, issues: [] }
-  const annotations = readKeys(r)
+  const annotations = readKeys(r, options.annotationPrefixes)
   const issuer = readIssuer(r)
   const { durationMs, renewBeforeMs } = readLifetime(r)
   const key = readKey(r)
@@ -58,7 +67,7 @@ export function parseVolumeAttributes(attributes: Record<string, string>, pod: P
  * service account tokens, which must never reach an annotation), and the
  * rest, which become CertificateRequest annotations.
  */
-function readKeys(r: Reader): Record<string, string> {
+function readKeys(r: Reader, allowed: ParseOptions['annotationPrefixes']): Record<string, string> {
   const annotations: Record<string, string> = {}
   for (const [key, value] of Object.entries(r.attributes)) {
     if (key.startsWith(A.ATTRIBUTE_PREFIX)) {
@@ -74,6 +83,13 @@ function readKeys(r: Reader): Record<string, string> {
     // A near miss of our prefix is a typo, not an annotation anyone wants.
     if (nearOurPrefix(key.slice(0, key.indexOf('/') + 1))) {
       report(r, key, IssueCode.unknownAttribute, `unknown attribute: the prefix looks like a misspelled ${A.ATTRIBUTE_PREFIX}${suggestion(key)}`)
+      continue
+    }
+    // Issuers and approvers may trust annotations: only the node's admin opens a prefix to pod authors.
+    const prefix = key.slice(0, key.indexOf('/'))
+    if (allowed !== '*' && !allowed.includes(prefix)) {
+      const list = allowed.length === 0 ? 'none' : allowed.join(',')
+      report(r, key, IssueCode.annotationNotAllowed, `would become a CertificateRequest annotation, but this node's driver passes on no annotations with prefix ${JSON.stringify(prefix)} (--annotation-prefixes: ${list}); remove the attribute or ask the cluster admin to allow the prefix`)
       continue
     }
     annotations[key] = value

@@ -296,6 +296,7 @@ export async function up(opts: UpOptions = {}): Promise<E2eNode> {
       '--node-id', NODE_NAME,
       '--endpoint', `unix://${csiSocket}`,
       '--data-root', p.data,
+      '--kubelet-root-dir', p.kubelet,
       '--kubeconfig', cluster.kubeconfig,
       // Registers itself with the kubelet: node-driver-registrar cannot be built here (test/e2e/README.md).
       '--kubelet-registration-path', csiSocket,

@@ -44,7 +44,7 @@ export class NodeHarness {
       socketPath: this.socketPath,
       dataRoot: this.dataRoot,
       nodeId: this.nodeId,
-      extraArgs: ['--kubeconfig', this.cp.kubeconfig, '--log-level', 'debug', ...this.extraArgs],
+      extraArgs: ['--kubeconfig', this.cp.kubeconfig, '--log-level', 'debug', '--kubelet-root-dir', join(this.root, 'kubelet'), ...this.extraArgs],
     })
     this.client?.close()
     this.client = new CsiTestClient(this.socketPath)
@@ -83,11 +83,11 @@ export class NodeHarness {
   }
 
   /** Every CertificateRequest this node made in a namespace, from the API. */
-  async requests(namespace = this.cp.issuer.namespace): Promise<{ name: string; volumeId: string; conditions: { type: string; status: string; reason?: string }[] }[]> {
+  async requests(namespace = this.cp.issuer.namespace): Promise<{ name: string; volumeId: string; annotations: Record<string, string>; conditions: { type: string; status: string; reason?: string }[] }[]> {
     const list = (await this.custom.listNamespacedCustomObject({
       group: 'cert-manager.io', version: 'v1', plural: 'certificaterequests', namespace, labelSelector: `csi.cert-manager.io/node=${this.nodeId}`,
     })) as { items: { metadata: { name: string; annotations?: Record<string, string> }; status?: { conditions?: { type: string; status: string; reason?: string }[] } }[] }
-    return list.items.map(i => ({ name: i.metadata.name, volumeId: i.metadata.annotations?.['csi.cert-manager.io/volume-id'] ?? '', conditions: i.status?.conditions ?? [] }))
+    return list.items.map(i => ({ name: i.metadata.name, volumeId: i.metadata.annotations?.['csi.cert-manager.io/volume-id'] ?? '', annotations: i.metadata.annotations ?? {}, conditions: i.status?.conditions ?? [] }))
   }
 
   async requestsFor(v: Volume): Promise<string[]> {

@@ -10,7 +10,7 @@ import { controlPlane } from '../fixtures/control-plane.js'
 import { NodeHarness } from '../helpers/node-harness.js'
 
 const cp = await controlPlane(t)
-const node = new NodeHarness(cp, t, ['--resync-period', '2s'])
+const node = new NodeHarness(cp, t, ['--resync-period', '2s', '--annotation-prefixes', 'example.com'])
 await node.start()
 const root = new X509Certificate(readFileSync(cp.issuerCaFile))
 const A = (name: string): string => `csi.cert-manager.io/${name}`
@@ -57,6 +57,7 @@ t.test('subject, SANs, usages, duration, is-ca and file names', async t => {
   const crs = await node.requests()
   const mine = crs.filter(r => r.volumeId === v.volumeId)
   t.equal(mine.length, 1)
+  t.equal(mine[0]?.annotations['example.com/team'], 'payments', 'an attribute with an allowed prefix (--annotation-prefixes example.com) is a request annotation')
 })
 
 t.test('ECDSA P-384 in PKCS#8 from the ClusterIssuer', async t => {

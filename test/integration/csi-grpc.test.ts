@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { status, type ServiceError } from '@grpc/grpc-js'
 import t from 'tap'
-import { CsiTestClient, ROOT, startDriver, type DriverProcess } from '../helpers/csi-client.js'
+import { CsiTestClient, DEFAULT_POD, ROOT, startDriver, type DriverProcess } from '../helpers/csi-client.js'
 
 const VALID = { 'csi.cert-manager.io/issuer-name': 'ca-issuer', 'csi.cert-manager.io/dns-names': 'example.com' }
 const PKCS12_PASSWORD = 'hunter2-do-not-log'
@@ -18,7 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'csi-grpc-'))
 const socketPath = join(dir, 'csi.sock')
 const dataRoot = join(dir, 'data')
 mkdirSync(dataRoot)
-const target = join(dir, 'pods', 'uid', 'mount')
+const target = join(dir, 'kubelet', 'pods', DEFAULT_POD.uid, 'volumes', 'kubernetes.io~csi', 'tls', 'mount')
 
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -50,7 +50,7 @@ let driver: DriverProcess
 let client: CsiTestClient
 
 t.test('driver starts on the stale socket path', async (t) => {
-  driver = await startDriver({ socketPath, dataRoot, extraArgs: ['--log-level', 'debug'] })
+  driver = await startDriver({ socketPath, dataRoot, extraArgs: ['--log-level', 'debug', '--kubelet-root-dir', join(dir, 'kubelet')] })
   client = new CsiTestClient(socketPath)
   t.match(driver.logs(), /removed stale socket/)
 })
@@ -96,6 +96,9 @@ t.test('publish argument checks', async (t) => {
     { name: 'no volume id', req: { ...good, volume_id: '' }, code: status.INVALID_ARGUMENT, msg: /volume_id is required/ },
     { name: 'no target path', req: { ...good, target_path: '' }, code: status.INVALID_ARGUMENT, msg: /target_path is required/ },
     { name: 'relative target path', req: { ...good, target_path: 'mnt' }, code: status.INVALID_ARGUMENT, msg: /must be an absolute path/ },
+    { name: 'a host directory as target', req: { ...good, target_path: '/etc/ssl' }, code: status.INVALID_ARGUMENT, msg: /is not under the kubelet's root .*\/kubelet \(--kubelet-root-dir\)/ },
+    { name: "another pod's volume as target", req: { ...good, target_path: target.replace(DEFAULT_POD.uid, 'another-pod-uid') }, code: status.INVALID_ARGUMENT, msg: /belongs to pod "another-pod-uid"/ },
+    { name: 'an annotation prefix not allowed (the default: none)', req: { ...good, volume_context: { ...good.volume_context, 'example.com/team': 'web' } }, code: status.INVALID_ARGUMENT, msg: /example\.com\/team: .*--annotation-prefixes: none/ },
     { name: 'no capability', req: { ...good, volume_capability: null }, code: status.INVALID_ARGUMENT, msg: /volume_capability is required/ },
     { name: 'block', req: { ...good, volume_capability: { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } } }, code: status.INVALID_ARGUMENT, msg: /block access is not supported/ },
     { name: 'multi-node', req: { ...good, volume_capability: { mount: {}, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } } }, code: status.INVALID_ARGUMENT, msg: /MULTI_NODE_READER_ONLY is not supported/ },

@@ -11,7 +11,7 @@ import { CsiServer } from '../../src/csi/server.js'
 import { grpcStatusOf, toStatus } from '../../src/csi/status.js'
 import { AbortedError, DeadlineExceededError, ErrorCode, InvalidArgumentError, UnavailableError } from '../../src/errors.js'
 import { createLogger } from '../../src/log/logger.js'
-import { CsiTestClient } from '../helpers/csi-client.js'
+import { CsiTestClient, DEFAULT_POD } from '../helpers/csi-client.js'
 
 const VALID = { 'csi.cert-manager.io/issuer-name': 'ca-issuer', 'csi.cert-manager.io/dns-names': 'example.com' }
 const dir = mkdtempSync(join(tmpdir(), 'csi-server-'))
@@ -56,7 +56,7 @@ async function setup(t: { teardown: (fn: () => unknown) => void }, publishTimeou
   return { socketPath, server, client, publisher, logs: () => logs }
 }
 
-const publishArgs = (volumeId = 'csi-1') => ({ volumeId, targetPath: '/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/tls/mount', attributes: VALID })
+const publishArgs = (volumeId = 'csi-1') => ({ volumeId, targetPath: `/var/lib/kubelet/pods/${DEFAULT_POD.uid}/volumes/kubernetes.io~csi/tls/mount`, attributes: VALID })
 
 async function failure(p: Promise<unknown>): Promise<ServiceError> {
   return p.then(

@@ -20,7 +20,7 @@ function kubeletRequest(over: Partial<NodePublishVolumeRequest__Output> = {}): N
     volume_id: 'csi-0123456789abcdef',
     publish_context: {},
     staging_target_path: '',
-    target_path: '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/tls/mount',
+    target_path: `/var/lib/kubelet/pods/${POD_CONTEXT['csi.storage.k8s.io/pod.uid']}/volumes/kubernetes.io~csi/tls/mount`,
     volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' },
     readonly: true,
     secrets: {},
@@ -45,7 +45,7 @@ t.test('a kubelet request passes and carries pod, spec and the user attributes',
   )
   t.same(r, {
     volumeId: 'csi-0123456789abcdef',
-    targetPath: '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/tls/mount',
+    targetPath: `/var/lib/kubelet/pods/${POD_CONTEXT['csi.storage.k8s.io/pod.uid']}/volumes/kubernetes.io~csi/tls/mount`,
     readonly: true,
     pod: { name: 'app-0', namespace: 'team-a', uid: '5f1f6c2e-0000-4000-8000-000000000001', serviceAccountName: 'app' },
     spec: FAKE_SPEC,
@@ -192,4 +192,31 @@ t.test('thousands of issues in one value: the status names the first 20 and coun
   t.match(err.message, /^csi\.cert-manager\.io\/common-name: unknown variable \$\{X0\}/)
   t.match(err.message, /; and 1980 more$/, 'the rest counted, not listed (2000 unknown variables, 20 shown)')
   t.ok(err.message.length < 8 * 1024, `the message fits a gRPC status header (${err.message.length} characters)`)
+})
+
+t.test('targets are confined to the pod\'s own volume folders under the kubelet root', async (t) => {
+  const uid = POD_CONTEXT['csi.storage.k8s.io/pod.uid']
+  const ok = (target: string, root = '/var/lib/kubelet') => validatePublishRequest(kubeletRequest({ target_path: target }), okParser, { driverName: 'csi.cert-manager.io', kubeletRootDir: root }).targetPath
+  t.equal(ok(`/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/tls/mount`), `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/tls/mount`)
+  t.equal(ok(`/data/k/pods/${uid}/volumes/kubernetes.io~csi/tls/mount`, '/data/k/'), `/data/k/pods/${uid}/volumes/kubernetes.io~csi/tls/mount`, 'another --kubelet-root-dir')
+  const refused: Array<[string, string, RegExp]> = [
+    ['a host directory', '/etc/ssl', /is not under the kubelet's root \/var\/lib\/kubelet/],
+    ['the kubelet root itself', '/var/lib/kubelet/', /is not a pod volume mount point/],
+    ['a sibling folder sharing the prefix', `/var/lib/kubeletx/pods/${uid}/volumes/kubernetes.io~csi/tls/mount`, /not under the kubelet's root/],
+    ['another pod\'s volume', '/var/lib/kubelet/pods/0000-other/volumes/kubernetes.io~csi/tls/mount', /belongs to pod "0000-other", not to the pod in the volume context/],
+    ['dot-dot out of the pod', `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/../../../../../etc/mount`, /is not a pod volume mount point/],
+    ['dot-dot as the volume name', `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/../mount`, /is not a pod volume mount point/],
+    ['another plugin\'s folder', `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~secret/tls/mount`, /is not a pod volume mount point/],
+    ['not the mount folder', `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/tls`, /is not a pod volume mount point/],
+    ['deeper than the mount folder', `/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~csi/tls/mount/x`, /is not a pod volume mount point/],
+    ['a double slash', `/var/lib/kubelet/pods/${uid}//volumes/kubernetes.io~csi/tls/mount`, /is not a pod volume mount point/],
+  ]
+  for (const [name, target, msg] of refused) {
+    const err = catchErr(() => ok(target)) as DriverError
+    t.equal(err?.code, ErrorCode.INVALID_ARGUMENT, `${name}: INVALID_ARGUMENT`)
+    t.match(err?.message, msg, name)
+    t.match(err?.message, new RegExp(`the kubelet mounts this pod's volumes at /var/lib/kubelet/pods/${uid}/`), `${name}: says where targets go`)
+  }
+  const long = catchErr(() => ok(`/var/lib/kubelet/${'x'.repeat(5000)}`)) as DriverError
+  t.match(long?.message, /target_path is 5017 characters long; at most 4096/)
 })

@@ -28,6 +28,8 @@ t.test('defaults', async (t) => {
     cacheRelistPeriodMs: 300_000,
     metricsBindAddress: { host: '', port: 9402 },
     pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
+    kubeletRootDir: '/var/lib/kubelet',
+    annotationPrefixes: [],
   } satisfies Config)
   t.notOk('kubeconfig' in c, 'no kubeconfig: in-cluster')
   t.notOk('kubeletRegistrationPath' in c, 'no self-registration: node-driver-registrar does it')
@@ -42,6 +44,9 @@ t.test('each flag', async (t) => {
     { name: 'data root size Mi', args: [...base, '--data-root-size', '64Mi'], want: { dataRootSizeBytes: 64 * 2 ** 20 } },
     { name: 'data root size bytes', args: [...base, '--data-root-size', '2000000'], want: { dataRootSizeBytes: 2_000_000 } },
     { name: 'data root', args: [...base, '--data-root', '/var/run/cm-csi'], want: { dataRoot: '/var/run/cm-csi' } },
+    { name: 'kubelet root dir, trailing slash dropped', args: [...base, '--kubelet-root-dir', '/data/kubelet/'], want: { kubeletRootDir: '/data/kubelet' } },
+    { name: 'annotation prefixes', args: [...base, '--annotation-prefixes', 'example.com, team.example.org'], want: { annotationPrefixes: ['example.com', 'team.example.org'] } },
+    { name: 'annotation prefixes: any', args: [...base, '--annotation-prefixes', '*'], want: { annotationPrefixes: '*' } },
     { name: 'kubeconfig', args: [...base, '--kubeconfig', '/etc/kube/config'], want: { kubeconfig: '/etc/kube/config' } },
     { name: 'log level', args: [...base, '--log-level', 'debug'], want: { logLevel: 'debug' } },
     { name: 'log format', args: [...base, '--log-format', 'text'], want: { logFormat: 'text' } },
@@ -91,6 +96,9 @@ t.test('errors', async (t) => {
     { name: 'data root size without unit letter case', args: [...base, '--data-root-size', '64mi'], msg: /--data-root-size "64mi" must be a byte quantity/ },
     { name: 'data root size too small', args: [...base, '--data-root-size', '4Ki'], msg: /at least 1Mi/ },
     { name: 'relative data root', args: [...base, '--data-root', 'data'], msg: /--data-root "data" must be an absolute path/ },
+    { name: 'relative kubelet root', args: [...base, '--kubelet-root-dir', 'kubelet'], msg: /--kubelet-root-dir "kubelet" must be an absolute path/ },
+    { name: 'annotation prefix not a DNS name', args: [...base, '--annotation-prefixes', 'example.com,Bad_Prefix'], msg: /--annotation-prefixes: "Bad_Prefix" is not a DNS-1123 subdomain/ },
+    { name: 'empty annotation prefix', args: [...base, '--annotation-prefixes', 'example.com,'], msg: /--annotation-prefixes: "" is empty/ },
     { name: 'empty kubeconfig', args: [...base, '--kubeconfig', ''], msg: /--kubeconfig must not be empty/ },
     { name: 'relative registration path', args: [...base, '--kubelet-registration-path', 'csi.sock'], msg: /--kubelet-registration-path "csi.sock" must be an absolute path/ },
     { name: 'registration path too long', args: [...base, '--kubelet-registration-path', `/${'a'.repeat(120)}`], msg: /--kubelet-registration-path: socket path .* at most 107/ },

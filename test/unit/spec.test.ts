@@ -59,6 +59,8 @@ interface ValidCase {
   want: unknown
   /** Start from nothing instead of the base attributes. */
   bare?: boolean
+  /** The node's --annotation-prefixes, when the case is about them. */
+  annotationPrefixes?: readonly string[]
 }
 
 const valid: ValidCase[] = [
@@ -130,6 +132,8 @@ interface InvalidCase {
   message?: RegExp
   /** Start from nothing instead of the base attributes. */
   bare?: boolean
+  /** The node's --annotation-prefixes, when the case is about them. */
+  annotationPrefixes?: readonly string[]
 }
 
 const invalid: InvalidCase[] = [
@@ -161,6 +165,8 @@ const invalid: InvalidCase[] = [
   { name: 'more than 100 DNS names', attrs: { [A.DNS_NAMES]: Array.from({ length: 101 }, (_, i) => `h${i}.example.com`).join(',') }, want: [[A.DNS_NAMES, IssueCode.limitExceeded]], message: /lists 101 items; at most 100/ },
   { name: 'thousands of "${" within the limit: one unterminated issue', attrs: { [A.COMMON_NAME]: '${'.repeat(8000) }, want: [[A.COMMON_NAME, IssueCode.unterminatedVariable]] },
   { name: 'a NUL in the keystore password is refused at publish, not after issuance', attrs: { [A.PKCS12_ENABLE]: 'true', [A.PKCS12_PASSWORD]: 'secret\u0000tail' }, want: [[A.PKCS12_PASSWORD, IssueCode.invalidPkcs12Password]], message: /^the password contains a NUL character/ },
+  { name: 'an annotation prefix the node does not allow', annotationPrefixes: [], attrs: { 'example.com/team': 'payments' }, want: [['example.com/team', IssueCode.annotationNotAllowed]], message: /no annotations with prefix "example\.com" \(--annotation-prefixes: none\)/ },
+  { name: 'only the listed prefixes pass, not their subdomains', annotationPrefixes: ['example.com'], attrs: { 'example.com/team': 'a', 'policy.example.com/tier': 'b' }, want: [['policy.example.com/tier', IssueCode.annotationNotAllowed]], message: /--annotation-prefixes: example\.com\)/ },
   { name: 'unbraced pod variable', attrs: { [A.URI_SANS]: 'spiffe://td/ns/$POD_NAMESPACE' }, want: [[A.URI_SANS, IssueCode.unbracedVariable]], message: /\$\{POD_NAMESPACE\}/ },
   { name: 'boolean "yes"', attrs: { [A.IS_CA]: 'yes' }, want: [[A.IS_CA, IssueCode.invalidBoolean]], message: /"true" or "false"/ },
   { name: 'boolean "1"', attrs: { [A.DISABLE_AUTO_RENEW]: '1' }, want: [[A.DISABLE_AUTO_RENEW, IssueCode.invalidBoolean]] },
@@ -230,7 +236,7 @@ t.test('every error code, one case at a time', async (t) => {
   for (const c of invalid) {
     const attrs = c.bare ? c.attrs : { ...base, ...c.attrs }
     const podFor = c.name === 'pod variable empty for this pod' ? { ...pod, serviceAccountName: '' } : pod
-    const result = parseVolumeAttributes(attrs, podFor)
+    const result = parseVolumeAttributes(attrs, podFor, c.annotationPrefixes ? { annotationPrefixes: c.annotationPrefixes } : undefined)
     if (result.ok) {
       t.fail(`${c.name}: expected issues, got a spec`)
       continue
@@ -344,4 +350,12 @@ t.test('defaults are fresh copies', async (t) => {
   a.usages.push('any')
   const b = mustParse(t, base)
   t.same(b.usages, ['digital signature', 'key encipherment'])
+})
+
+t.test('annotations pass for allowed prefixes, and for any with "*"', async (t) => {
+  const attrs = { ...base, 'example.com/team': 'payments', 'other.org/x': 'y' }
+  const some = parseVolumeAttributes({ ...base, 'example.com/team': 'payments' }, pod, { annotationPrefixes: ['example.com'] })
+  t.same(some.ok && some.spec.annotations, { 'example.com/team': 'payments' })
+  const any = parseVolumeAttributes(attrs, pod, { annotationPrefixes: '*' })
+  t.same(any.ok && any.spec.annotations, { 'example.com/team': 'payments', 'other.org/x': 'y' })
 })
