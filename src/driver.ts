@@ -8,7 +8,7 @@ import { RequestJanitor } from './reconcile/request-janitor.js'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { DriverMetrics } from './metrics/metrics.js'
-import { VolumeStore } from './state/store.js'
+import { VolumeStore, volumeDirName } from './state/store.js'
 import { Mounter } from './host/mounts.js'
 import { writeAtomically, readPublished, clearPublished } from './host/atomic-dir.js'
 import { SpaceWatch } from './host/space-watch.js'
@@ -50,8 +50,9 @@ export interface RunningDriver {
 export async function startDriver(config: DriverConfig, logger: Logger): Promise<RunningDriver> {
   const kc = loadKubeConfig(config.kubeconfig)
   const mounter = new Mounter()
-  // Key material never touches a disk: the data root is (or becomes) tmpfs.
-  const tmpfs = await mounter.ensureTmpfs(config.dataRoot, config.dataRootSizeBytes)
+  // Key material never touches a disk: the data root gets our own tmpfs
+  // (main.ts checked the directory with checkDataRoot before locking it).
+  const tmpfs = await mounter.mountPrivateTmpfs(config.dataRoot, config.dataRootSizeBytes)
   // A driver starting later finds the tmpfs, not the directory main.ts locked.
   if (tmpfs === 'mounted') await config.lock?.lockAgain()
   logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')
@@ -157,10 +158,18 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
       releaseOrphan: async (volumeId, targetPath) => {
         const known = informer.forVolume(volumeId).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name }))
         if (known.length > 0) await janitor.bury({ volumeId, requests: known, namespaces: [], createdAt: new Date().toISOString() })
-        if (!(await mounter.isMountPoint(targetPath))) return
-        await mounter.unmount(targetPath)
-        await rmdir(targetPath).catch(() => undefined)
-        logger.warn({ volumeId, targetPath }, 'released a volume no record knows')
+        // Only a bind of this volume's own folder on our tmpfs is ours to
+        // undo: whatever else is mounted at a path a caller names is left alone.
+        const [at, dataRoot] = await Promise.all([mounter.mountAt(targetPath), mounter.mountAt(config.dataRoot)])
+        if (at && dataRoot && at.device === dataRoot.device && at.root.startsWith(`/volumes/${volumeDirName(volumeId)}/`)) {
+          await mounter.unmount(targetPath)
+          await rmdir(targetPath).catch(() => undefined)
+        } else if (at) {
+          logger.warn({ volumeId, targetPath, source: at.root, fsType: at.fsType }, 'unpublish of a volume no record knows: what is mounted at its target is not from this driver; left alone')
+        }
+        // With no record nothing will ever reconcile the folder: its key goes now.
+        await store.remove(volumeId)
+        logger.warn({ volumeId, targetPath, unmounted: at !== undefined }, 'released a volume no record knows')
       },
     }),
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),

@@ -12,6 +12,7 @@ import { FlagError, FlagExit } from './errors.js'
 import { createLogger } from './log/logger.js'
 import { startDriver, type RunningDriver } from './driver.js'
 import { DataRootInUseError, DataRootLock } from './host/data-root-lock.js'
+import { UnsafeDataRootError, checkDataRoot } from './host/data-root.js'
 import { DriverMetrics } from './metrics/metrics.js'
 import { startHttpServer, type RunningHttpServer } from './http/server.js'
 
@@ -34,12 +35,14 @@ async function main(argv: string[]): Promise<number> {
     throw err
   }
 
-  // One driver per node, checked before anything logs, binds a port or a socket.
+  // A data root someone else controls is refused before anything opens it;
+  // one driver per node, checked before anything logs, binds a port or a socket.
   let lock: DataRootLock
   try {
+    await checkDataRoot(config.dataRoot)
     lock = await DataRootLock.acquire(config.dataRoot)
   } catch (err) {
-    if (!(err instanceof DataRootInUseError)) throw err
+    if (!(err instanceof DataRootInUseError || err instanceof UnsafeDataRootError)) throw err
     process.stderr.write(`${PROGRAM}: error: ${err.message}\n`)
     return 1
   }

@@ -7,8 +7,8 @@
 // exactly the kind of mount this driver makes.
 
 import { execFile } from 'node:child_process'
-import { mkdir, readFile, realpath } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { chmod, lstat, mkdir, readFile, realpath } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
 
 export interface MountInfo {
   mountId: number
@@ -138,9 +138,21 @@ export class Mounter {
     return parseMountInfo(await readFile(this.#mountinfoPath, 'utf8'))
   }
 
-  /** Whether something is mounted exactly at `path` (after resolving symlinks). */
+  /** The visible mount exactly at `path` (a symlink there is never followed), or undefined. */
+  async mountAt(path: string): Promise<MountInfo | undefined> {
+    const real = await withoutFinalLink(path)
+    if (real === undefined) return undefined
+    const m = mountContaining(await this.mounts(), real)
+    return m?.mountPoint === real ? m : undefined
+  }
+
+  /**
+   * Whether something is mounted exactly at `path`. Symlinks above it are
+   * resolved (a kubelet root may be one); a symlink at `path` itself is never
+   * followed and is no mount point.
+   */
   async isMountPoint(path: string): Promise<boolean> {
-    const real = await realpathOrUndefined(path)
+    const real = await withoutFinalLink(path)
     if (real === undefined) return false
     return (await this.#mountPoints()).has(real)
   }
@@ -171,15 +183,17 @@ export class Mounter {
    */
   async bindReadOnly(source: string, target: string): Promise<void> {
     const src = resolve(source)
-    const dst = resolve(target)
-    await mkdir(dst, { recursive: true, mode: 0o750 })
+    await mkdir(resolve(target), { recursive: true, mode: 0o750 })
+    // mount(8) would follow a symlink planted at the target: bind onto a real directory only.
+    const dst = await withoutFinalLink(target)
+    if (dst === undefined || !(await lstat(dst)).isDirectory()) throw new Error(`bind mount onto ${target}: not a directory (a symbolic link is never followed)`)
     // Absolute paths always start with '/', so none can be read as an option.
     this.#changed()
     await this.#exec('mount', ['--bind', src, dst])
     try {
       await this.#exec('mount', ['-o', 'remount,bind,ro', dst])
     } catch (err) {
-      await this.#exec('umount', [dst]).catch(() => {})
+      await this.#exec('umount', ['--no-canonicalize', dst]).catch(() => {})
       throw err
     } finally {
       this.#changed()
@@ -192,10 +206,11 @@ export class Mounter {
    */
   async unmount(target: string): Promise<void> {
     for (let i = 0; i < MAX_STACKED; i++) {
-      const real = await realpathOrUndefined(target)
+      const real = await withoutFinalLink(target)
       if (real === undefined || !(await this.isMountPoint(real))) return
       try {
-        await this.#exec('umount', [real])
+        // The path is checked as mountinfo lists it: umount must not resolve it again.
+        await this.#exec('umount', ['--no-canonicalize', real])
       } catch (err) {
         // Someone else may have unmounted it in between: only fail if it is
         // still mounted.
@@ -209,30 +224,44 @@ export class Mounter {
   }
 
   /**
-   * Makes sure `dir` is on tmpfs, so key material never reaches a disk.
-   * A directory already on tmpfs (say, under /dev/shm, or a data root the
-   * DaemonSet mounted as an emptyDir of medium Memory) is left alone.
+   * Mounts the driver's own tmpfs on `dir` (checked by checkDataRoot first),
+   * so key material never reaches a disk and nothing on it can be executed,
+   * be a device or gain privileges. A tmpfs already mounted exactly there (our
+   * own, left by the previous run with its volumes) is remounted with these
+   * options instead, keeping its files. A tmpfs further up (a /tmp on tmpfs)
+   * is someone else's: ours goes on top.
    */
-  async ensureTmpfs(dir: string, sizeBytes?: number): Promise<'existing' | 'mounted'> {
-    await mkdir(dir, { recursive: true, mode: 0o700 })
-    const real = await realpath(dir)
-    if (mountContaining(await this.mounts(), real)?.fsType === 'tmpfs') return 'existing'
-    const opts = ['mode=0700']
+  async mountPrivateTmpfs(dir: string, sizeBytes?: number): Promise<'mounted' | 'remounted'> {
+    const root = resolve(dir)
+    const opts = ['nosuid', 'nodev', 'noexec']
     if (sizeBytes !== undefined) {
       if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new RangeError(`tmpfs size must be a positive integer, got ${sizeBytes}`)
       opts.push(`size=${sizeBytes}`)
     }
-    await this.#exec('mount', ['-t', 'tmpfs', '-o', opts.join(','), 'tmpfs', real])
+    const here = mountContaining(await this.mounts(), root)
     this.#changed()
+    if (here?.mountPoint === root && here.fsType === 'tmpfs') {
+      await this.#exec('mount', ['-o', ['remount', ...opts].join(','), root])
+      // A remount keeps the root's mode (an emptyDir's is 0777): set ours.
+      await chmod(root, 0o700)
+      return 'remounted'
+    }
+    await this.#exec('mount', ['-t', 'tmpfs', '-o', ['mode=0700', ...opts].join(','), 'tmpfs', root])
     return 'mounted'
   }
 }
 
-async function realpathOrUndefined(path: string): Promise<string | undefined> {
+/**
+ * `path` with the symlinks of its parent folders resolved but not its last
+ * component; undefined when it is missing or is itself a symbolic link.
+ */
+async function withoutFinalLink(path: string): Promise<string | undefined> {
+  const abs = resolve(path)
   try {
-    return await realpath(path)
+    const real = join(await realpath(dirname(abs)), basename(abs))
+    return (await lstat(real)).isSymbolicLink() ? undefined : real
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined
     throw err
   }
 }

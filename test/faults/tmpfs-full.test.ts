@@ -1,14 +1,13 @@
-// The data root's tmpfs full (ENOSPC). A small tmpfs is mounted on the data
-// root before the driver starts (the driver mounts its own only when the
-// data root is not tmpfs already), then filled to the last byte. New keys,
+// The data root's tmpfs full (ENOSPC). The driver mounts its own tmpfs on the
+// data root, sized by --data-root-size (4Mi here), and it is filled to the
+// last byte. New keys,
 // records and files cannot be written: a new volume must not be answered
 // OK, the served ones keep their files and answer republishes, an
 // unpublish still works, the driver neither crashes nor loops, and a
 // Warning Event names the problem. Once space is freed, everything
 // converges: the new volume is issued and the due renewals complete.
 import t from 'tap'
-import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { figure } from './lib/params.js'
@@ -17,13 +16,8 @@ import { ServedSampler, snapshot, waitRenewed } from './lib/sampler.js'
 import { until } from './lib/wait.js'
 import { expectedRange } from './lib/figures.js'
 
-const TMPFS_SIZE = '4m'
-const c = await startCase(t, 'tmpfs-full', {
-  beforeStart: async node => {
-    mkdirSync(node.dataRoot, { recursive: true })
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_SIZE},mode=0700`, 'tmpfs', node.dataRoot])
-  },
-})
+const TMPFS_SIZE = '4Mi'
+const c = await startCase(t, 'tmpfs-full', { driverArgs: ['--data-root-size', TMPFS_SIZE] })
 const { ctx, node, monitor, faults, api } = c
 const FULL_S = figure(ctx, 'CSI_FAULT_ENOSPC_SECONDS', 15, 60)
 const EXISTING = figure(ctx, 'CSI_FAULT_ENOSPC_VOLUMES', 3, 10)

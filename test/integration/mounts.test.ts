@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Mounter, parseMountInfo, type Exec } from '../../src/host/mounts.js'
@@ -39,24 +39,56 @@ async function setup(t: Test) {
 
 const mountsAt = async (m: Mounter, p: string) => (await m.mounts()).filter((x) => x.mountPoint === p)
 
-t.test('ensureTmpfs mounts a fresh dir, then finds it already there', needsRoot, async (t) => {
+t.test('mountPrivateTmpfs mounts its own tmpfs, and remounts it with the same options when found', needsRoot, async (t) => {
   const { base, mounter } = await setup(t)
   const dir = join(base, 'data', 'root')
-  t.equal(await mounter.ensureTmpfs(dir, 4 * 1024 * 1024), 'mounted')
+  await mkdir(dir, { recursive: true })
+  t.equal(await mounter.mountPrivateTmpfs(dir, 4 * 1024 * 1024), 'mounted')
   const [m] = await mountsAt(mounter, dir)
   t.equal(m?.fsType, 'tmpfs')
   t.ok(m?.superOptions.includes('mode=700'), `mode=700 in ${m?.superOptions}`)
   t.ok(m?.superOptions.includes('size=4096k'), `size applied: ${m?.superOptions}`)
-  t.equal(await mounter.ensureTmpfs(dir), 'existing')
-  t.equal(await mounter.ensureTmpfs(join(dir, 'sub', 'dir')), 'existing', 'a directory inside a tmpfs')
-  t.equal((await mountsAt(mounter, dir)).length, 1, 'not mounted twice')
-  await t.rejects(mounter.ensureTmpfs(join(base, 'bad'), -1), RangeError)
+  for (const o of ['nosuid', 'nodev', 'noexec']) t.ok(m?.options.includes(o), `${o} in ${m?.options}`)
+  await writeFile(join(dir, 'kept'), 'a volume of the previous run')
+  chmodSync(dir, 0o777)
+  t.equal(await mounter.mountPrivateTmpfs(dir, 8 * 1024 * 1024), 'remounted', 'found: remounted, not mounted twice')
+  const again = await mountsAt(mounter, dir)
+  t.equal(again.length, 1, 'one tmpfs')
+  t.ok(again[0]?.superOptions.includes('size=8192k'), `the new size applied: ${again[0]?.superOptions}`)
+  t.equal(await readFile(join(dir, 'kept'), 'utf8'), 'a volume of the previous run', 'its files kept')
+  t.equal(statSync(dir).mode & 0o777, 0o700, 'mode 0700 again')
+  const inner = join(dir, 'sub')
+  await mkdir(inner)
+  t.equal(await mounter.mountPrivateTmpfs(inner), 'mounted', 'a directory inside someone else\'s tmpfs gets its own')
+  await t.rejects(mounter.mountPrivateTmpfs(join(base, 'bad'), -1), RangeError)
+})
+
+t.test('a symbolic link is never followed: not a mount point, not unmounted, not a bind target', needsRoot, async (t) => {
+  const { base, mounter } = await setup(t)
+  const src = join(base, 'src')
+  const real = join(base, 'real')
+  await mkdir(src)
+  await mounter.bindReadOnly(src, real)
+  const link = join(base, 'link')
+  await symlink(real, link)
+  t.equal(await mounter.isMountPoint(link), false, 'a link to a mount point is not one')
+  await mounter.unmount(link)
+  t.equal(await mounter.isMountPoint(real), true, 'unmount through the link left the real mount alone')
+  const hostDir = join(base, 'host-secrets')
+  await mkdir(hostDir)
+  const planted = join(base, 'pods', 'uid', 'mount')
+  await mkdir(join(base, 'pods', 'uid'), { recursive: true })
+  await symlink(hostDir, planted)
+  await t.rejects(mounter.bindReadOnly(src, planted), /not a directory \(a symbolic link is never followed\)/)
+  t.equal(await mounter.isMountPoint(hostDir), false, 'nothing mounted on the link\'s target')
+  await mounter.unmount(real)
 })
 
 t.test('bindReadOnly gives a read-only view; unmount is idempotent', needsRoot, async (t) => {
   const { base, mounter } = await setup(t)
   const src = join(base, 'src')
-  await mounter.ensureTmpfs(src)
+  await mkdir(src)
+  await mounter.mountPrivateTmpfs(src)
   await writeFile(join(src, 'crt.pem'), 'cert-1')
   const target = join(base, 'pods', 'uid', 'volumes', 'vol') // created by bindReadOnly
   t.equal(await mounter.isMountPoint(target), false, 'missing path is not a mount point')
@@ -91,18 +123,19 @@ t.test('a bind mount on the same filesystem is still a mount point', needsRoot, 
   await mounter.unmount(target)
 })
 
-t.test('paths with spaces, and through symlinks', needsRoot, async (t) => {
+t.test('paths with spaces, and a symlinked folder above the target (a kubelet root may be one)', needsRoot, async (t) => {
   const { base, mounter } = await setup(t)
   const src = join(base, 'src dir')
   await mkdir(src)
-  const target = join(base, 'target with\tspace')
+  await mkdir(join(base, 'real root'))
+  const linkedRoot = join(base, 'root-link')
+  await symlink(join(base, 'real root'), linkedRoot)
+  const target = join(linkedRoot, 'target with\tspace')
   await mounter.bindReadOnly(src, target)
-  t.equal(await mounter.isMountPoint(target), true, 'escaped mount point matched')
-  const link = join(base, 'link')
-  await symlink(target, link)
-  t.equal(await mounter.isMountPoint(link), true, 'realpath resolved')
-  await mounter.unmount(link)
-  t.equal(await mounter.isMountPoint(target), false, 'unmounted through the link')
+  t.equal(await mounter.isMountPoint(target), true, 'escaped mount point matched, through the folder link')
+  t.equal(await mounter.isMountPoint(join(base, 'real root', 'target with\tspace')), true, 'the real path too')
+  await mounter.unmount(target)
+  t.equal(await mounter.isMountPoint(target), false, 'unmounted')
 })
 
 t.test('unmount removes every stacked mount', needsRoot, async (t) => {
@@ -114,7 +147,8 @@ t.test('unmount removes every stacked mount', needsRoot, async (t) => {
   const target = join(base, 'stack')
   await mounter.bindReadOnly(a, target)
   await mounter.bindReadOnly(b, target)
-  await mounter.ensureTmpfs(join(base, 'tmp'))
+  await mkdir(join(base, 'tmp'))
+  await mounter.mountPrivateTmpfs(join(base, 'tmp'))
   execFileSync('mount', ['--bind', join(base, 'tmp'), target])
   t.equal((await mountsAt(mounter, target)).length, 3, 'three mounts stacked on one point')
   await mounter.unmount(target)
@@ -138,7 +172,7 @@ t.test('a failed read-only remount undoes the bind', needsRoot, async (t) => {
   t.same(calls.map((c) => c.slice(0, 3)), [
     ['mount', '--bind', src],
     ['mount', '-o', 'remount,bind,ro'],
-    ['umount', target],
+    ['umount', '--no-canonicalize', target],
   ])
 })
 

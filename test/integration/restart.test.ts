@@ -2,7 +2,8 @@
 // with exactly one live CertificateRequest and valid files; nothing leaks.
 import t from 'tap'
 import { X509Certificate } from 'node:crypto'
-import { existsSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -125,10 +126,26 @@ t.test('unpublish of a volume whose record was lost still releases its mount', a
   t.ok(node.isMounted(v.targetPath), 'still mounted: the driver does not know it any more')
   await node.unpublish(v)
   t.notOk(node.isMounted(v.targetPath), 'unmounted by unpublish all the same')
+  t.notOk(existsSync(join(node.dataRoot, 'volumes', v.volumeId)), 'its folder, key included, is removed: nothing would ever reconcile it')
   // Without its record nothing proves the request is this volume's (labels
   // and annotations are anyone's to copy, issue 12), so the driver leaves it
   // alone; its owner reference to the pod hands it to the garbage collector.
   t.equal((await node.requestsFor(v)).length, 1, 'its CertificateRequest is left to the garbage collector, not deleted on a label')
+})
+
+t.test('unpublish of an unknown volume leaves a mount that is not from this driver alone', async t => {
+  const v = await node.newVolume()
+  const hostDir = mkdtempSync(join(tmpdir(), 'not-ours-'))
+  mkdirSync(v.targetPath, { recursive: true })
+  execFileSync('mount', ['--bind', hostDir, v.targetPath])
+  t.teardown(() => {
+    try { execFileSync('umount', [v.targetPath]) } catch { /* already gone */ }
+    rmSync(hostDir, { recursive: true, force: true })
+  })
+  await node.unpublish(v)
+  t.ok(node.isMounted(v.targetPath), 'a bind of a host folder at a target the driver never served is not unmounted')
+  await node.driver!.waitForLog(/not from this driver; left alone/, 10_000)
+  t.pass('and the driver says why')
 })
 
 t.test('no request leaked across all of the above', async t => {
