@@ -110,8 +110,10 @@ export function userAttributes(ctx: Record<string, string>): Record<string, stri
 // The id ends up naming a directory under the data root: one path segment only.
 function checkVolumeId(id: string | undefined): string {
   if (id === undefined || id === '') throw new InvalidArgumentError('volume_id is required')
+  // The kubelet's ids are "csi-" and 64 hex digits; the limit leaves room for any other CO.
+  if (id.length > MAX_VOLUME_ID) throw new InvalidArgumentError(`volume_id is ${id.length} characters long; at most ${MAX_VOLUME_ID} are allowed`)
   if (id.includes('/') || id.includes('\0') || id === '.' || id === '..') {
-    throw new InvalidArgumentError(`volume_id "${id}" is not valid: it must not contain "/" or be "." or ".."`)
+    throw new InvalidArgumentError(`volume_id ${JSON.stringify(id)} is not valid: it must not contain "/" or NUL, or be "." or ".."`)
   }
   return id
 }
@@ -124,6 +126,8 @@ function checkTargetPath(p: string | undefined): string {
 }
 
 const MAX_PATH = 4096
+const MAX_VOLUME_ID = 256
+const VOLUME_NAME = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/
 
 /**
  * The kubelet mounts an inline volume at
@@ -138,9 +142,11 @@ export function checkTargetConfined(targetPath: string, kubeletRootDir: string, 
   if (!targetPath.startsWith(root)) throw fail(`is not under the kubelet's root ${kubeletRootDir} (--kubelet-root-dir)`)
   const parts = targetPath.slice(root.length).split('/')
   const [pods, uid, volumes, plugin, name, mount] = parts
-  if (parts.length !== 6 || pods !== 'pods' || volumes !== 'volumes' || plugin !== 'kubernetes.io~csi' || mount !== 'mount' || !name || name === '.' || name === '..' || !uid) {
+  if (parts.length !== 6 || pods !== 'pods' || volumes !== 'volumes' || plugin !== 'kubernetes.io~csi' || mount !== 'mount' || !uid) {
     throw fail('is not a pod volume mount point')
   }
+  // The API server admits only DNS-1123 labels as pod volume names.
+  if (!VOLUME_NAME.test(name!)) throw fail(`names volume ${JSON.stringify(name!.slice(0, 64))}, which is not a pod volume name (a DNS-1123 label)`)
   if (uid !== podUid) throw fail(`belongs to pod ${JSON.stringify(uid.slice(0, 64))}, not to the pod in the volume context (${podUid})`)
 }
 
