@@ -13,8 +13,8 @@
 // volume at a time, and this module relies on it.
 
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, readFile, readdir, readlink, rename, rm, symlink, unlink } from 'node:fs/promises'
-import { fsyncPath, isNotFound } from './files.js'
+import { chmod, mkdir, open, readdir, readlink, rename, rm, symlink, unlink } from 'node:fs/promises'
+import { fsyncPath, isNotFound, readNoFollow } from './files.js'
 import { join } from 'node:path'
 import { InvalidArgumentError } from '../errors.js'
 
@@ -142,7 +142,7 @@ export async function readPublished(dir: string): Promise<Map<string, Buffer> | 
       for (const name of await readdir(join(dir, version))) {
         const link = await readlink(join(dir, name)).catch(() => undefined)
         if (link !== `${DATA}/${name}`) continue
-        out.set(name, await readFile(join(dir, version, name)))
+        out.set(name, await readNoFollow(join(dir, version, name)))
       }
       return out
     } catch (err) {

@@ -1,6 +1,6 @@
 // Small durable-file helpers shared by the store, the atomic publisher and
 // the reconciler's pending key.
-import { open, rename, rm } from 'node:fs/promises'
+import { constants, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
 
@@ -12,6 +12,22 @@ export function isNotFound(err: unknown): boolean {
 export function isNoSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | null)?.code
   return code === 'ENOSPC' || code === 'EDQUOT'
+}
+
+/**
+ * Reads a file under the data root without following a symlink at its last
+ * component (ELOOP instead): the driver runs as root, and a link planted
+ * there must not make it read, and publish, some other file.
+ */
+export async function readNoFollow(path: string): Promise<Buffer>
+export async function readNoFollow(path: string, encoding: 'utf8'): Promise<string>
+export async function readNoFollow(path: string, encoding?: 'utf8'): Promise<Buffer | string> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    return encoding ? await fh.readFile(encoding) : await fh.readFile()
+  } finally {
+    await fh.close()
+  }
 }
 
 /** fsync a file or a directory (a rename lives in its directory). */

@@ -6,8 +6,8 @@
 // meanwhile (an unpublish landing during acceptCertificate): on a conflict
 // the reconcile starts over from the record as it is now.
 import { X509Certificate } from 'node:crypto'
-import { access, readFile, rm, rmdir } from 'node:fs/promises'
-import { isNoSpace, writeFileAtomic } from '../host/files.js'
+import { access, rm, rmdir } from 'node:fs/promises'
+import { isNoSpace, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { VolumeSpec } from '../volume/types.js'
@@ -424,7 +424,7 @@ export class Reconciler {
   private async accept(record: VolumeRecord, spec: VolumeSpec, certificatePem: string, caPem: string | undefined, log: Logger): Promise<VolumeRecord> {
     const p = this.paths(record.volumeId)
     const req = record.request!
-    const keyPem = await readFile(p.pendingKey, 'utf8')
+    const keyPem = await readNoFollow(p.pendingKey, 'utf8')
     let cert: X509Certificate
     try {
       cert = new X509Certificate(certificatePem)
@@ -511,9 +511,9 @@ export class Reconciler {
     const p = this.paths(record.volumeId)
     // spec.request carries the PEM in base64: the digest is of what is sent.
     const digestOf = (pem: string): string => csrDigest(Buffer.from(pem).toString('base64'))
-    const kept = await readFile(p.pendingCsr, 'utf8').catch(() => undefined)
+    const kept = await readNoFollow(p.pendingCsr, 'utf8').catch(() => undefined)
     if (kept !== undefined && record.request?.csrSha256 === digestOf(kept)) return { pem: kept, sha256: record.request.csrSha256 }
-    const key = parsePrivateKeyPem(await readFile(p.pendingKey, 'utf8'))
+    const key = parsePrivateKeyPem(await readNoFollow(p.pendingKey, 'utf8'))
     const pem = await this.d.issuance.run(() => buildCsrPem(spec, key))
     await writeFileAtomic(p.pendingCsr, pem)
     return { pem, sha256: digestOf(pem) }

@@ -7,8 +7,8 @@
 // volume's directory, so the cost stays flat from 10 to 1000 volumes.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
-import { isNotFound, writeFileAtomic } from '../host/files.js'
+import { mkdir, readdir, rename, rm } from 'node:fs/promises'
+import { isNotFound, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { basename, dirname, join, relative, sep } from 'node:path'
 import { watch as chokidarWatch } from 'chokidar'
 
@@ -274,7 +274,7 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     const dirName = basename(dirname(path))
     if (!gone) {
       try {
-        const parsed: unknown = JSON.parse(await readFile(path, 'utf8'))
+        const parsed: unknown = JSON.parse(await readNoFollow(path, 'utf8'))
         const id = (parsed as { volumeId?: unknown } | null)?.volumeId
         if (typeof id === 'string' && volumeDirName(id) === dirName) {
           this.#ids.set(dirName, id)
@@ -295,11 +295,16 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     const path = join(this.root, dirName, RECORD_FILE)
     let text: string
     try {
-      text = await readFile(path, 'utf8')
+      text = await readNoFollow(path, 'utf8')
     } catch (err) {
       // A directory without a record: being created, or only a temp file left
       // by a crash before the rename. Either way there is no record yet.
       if (isNotFound(err)) return undefined
+      // A record that is a symbolic link was not written by us: never followed, set aside like a corrupt one.
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        await this.#setAside(path, new Error('record.json is a symbolic link, not a record this driver wrote'))
+        return undefined
+      }
       throw err
     }
     try {

@@ -4,10 +4,10 @@
 // requests waits for the API here, one small file per volume under
 // <dataRoot>/tombstones, so a restart picks the work up again. The requests'
 // owner references to the pod let the garbage collector finish if we never can.
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises'
+import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { isNotFound, writeFileAtomic } from '../host/files.js'
+import { isNotFound, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { volumeDirName } from './store.js'
 
 export const tombstoneSchema = z.object({
@@ -78,7 +78,7 @@ export class TombstoneStore {
   private async read(path: string): Promise<Tombstone | undefined> {
     let text: string
     try {
-      text = await readFile(path, 'utf8')
+      text = await readNoFollow(path, 'utf8')
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw err

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
@@ -242,4 +242,17 @@ t.test('a throwing change handler does not break the watcher', async (t) => {
   await waitFor('warning', () => warnings.find(([, m]) => m.includes('handler failed')))
   t.pass()
   void root
+})
+
+t.test('a record that is a symbolic link is never followed: set aside, reads as absent', async (t) => {
+  const { store, root, dataRoot, corrupt } = await setup(t)
+  const elsewhere = join(dataRoot, 'planted.json')
+  await writeFile(elsewhere, JSON.stringify(rec('vol-link', '/etc')))
+  await mkdir(join(root, 'vol-link'), { recursive: true })
+  await symlink(elsewhere, join(root, 'vol-link', 'record.json'))
+  t.equal(await store.load('vol-link'), undefined, 'absent')
+  t.equal(corrupt.length, 1, 'reported as corrupt')
+  t.match(String(corrupt[0]?.[1]), /symbolic link/)
+  t.equal(await readFile(elsewhere, 'utf8'), JSON.stringify(rec('vol-link', '/etc')), 'the link\'s target untouched')
+  t.ok((await readdir(join(root, 'vol-link'))).some(f => f.startsWith('record.json.corrupt-')), 'the link kept aside for inspection')
 })
