@@ -3,6 +3,7 @@
 // is lenient (it accepts unescaped specials and mangles backslashes), so the
 // CSR is built from what this module returns, never from a raw string.
 
+import { quote } from '../volume/quote.js'
 import * as asn1js from 'asn1js'
 import type { Subject } from '../volume/types.js'
 import { isPrintableString } from '../volume/shapes.js'
@@ -62,7 +63,7 @@ export function parseRfc4514(text: string): DnParse {
       oid = type
     } else {
       oid = SHORT_NAMES.get(type.toLowerCase())
-      if (oid === undefined) return fail(`unknown attribute type ${JSON.stringify(type)} (use one of ${KNOWN_TYPES}, or a dotted OID)`)
+      if (oid === undefined) return fail(`unknown attribute type ${quote(type, 40)} (use one of ${KNOWN_TYPES}, or a dotted OID)`)
     }
     i += type.length
     skipSpaces()

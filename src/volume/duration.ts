@@ -2,6 +2,7 @@
 // that is what cert-manager users write, minus negative durations which no
 // attribute of ours can use.
 
+import { quote } from './quote.js'
 export type DurationResult = { ok: true; ms: number } | { ok: false; reason: string }
 
 const NS_PER_UNIT: Readonly<Record<string, bigint>> = {
@@ -23,7 +24,7 @@ const UNITS = 'ns, us, µs, ms, s, m, h'
 export function parseDuration(text: string): DurationResult {
   const fail = (why: string): DurationResult => ({
     ok: false,
-    reason: `${JSON.stringify(text)} is not a duration: ${why} (use Go syntax such as "720h", "1h30m" or "90s"; units ${UNITS})`,
+    reason: `${quote(text)} is not a duration: ${why} (use Go syntax such as "720h", "1h30m" or "90s"; units ${UNITS})`,
   })
   let rest = text
   if (rest.startsWith('-')) return fail('negative durations are not allowed')
@@ -42,7 +43,7 @@ export function parseDuration(text: string): DurationResult {
     const unitMatch = /^[^0-9.]+/.exec(rest)
     if (!unitMatch) return fail('a number is missing its unit')
     const unit = NS_PER_UNIT[unitMatch[0]]
-    if (unit === undefined) return fail(`unknown unit ${JSON.stringify(unitMatch[0])}`)
+    if (unit === undefined) return fail(`unknown unit ${quote(unitMatch[0], 20)}`)
     rest = rest.slice(unitMatch[0].length)
     // Exact integer arithmetic: "2h45m30.5s" must not pick up float error.
     total += BigInt(whole === '' ? '0' : whole) * unit

@@ -28,10 +28,8 @@ export function has(r: Reader, key: string): boolean {
   return Object.hasOwn(r.attributes, key)
 }
 
-/** Quotes a value for a message, cut short so a huge value cannot flood a gRPC status. */
-export function quote(value: string): string {
-  return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value)
-}
+export { quote } from './quote.js'
+import { quote } from './quote.js'
 
 interface ScalarOptions {
   /** Expand ${POD_NAME} and friends. */
