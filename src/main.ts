@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { parseFlags } from './config/flags.js'
+import { parseFlags } from './cli/flags.js'
 import { createIdentityService, dataRootReadiness } from './csi/identity.js'
 import { UnavailablePublisher, createNodeService } from './csi/node.js'
 import { CsiServer } from './csi/server.js'

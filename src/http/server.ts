@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import type { BindAddress } from '../config/bind-address.js'
+import type { BindAddress } from '../cli/bind-address.js'
 import type { DriverMetrics } from '../metrics/metrics.js'
 
 export type { BindAddress }

@@ -3,7 +3,7 @@
 // paths below are censored before it is serialised.
 
 import pino, { type DestinationStream, type Logger } from 'pino'
-import type { LogFormat, LogLevel } from '../config/flags.js'
+import type { LogFormat, LogLevel } from '../cli/flags.js'
 
 export type { Logger }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { FlagError } from '../../src/errors.js'
-import { parseBindAddress } from '../../src/config/bind-address.js'
+import { parseBindAddress } from '../../src/cli/bind-address.js'
 
 t.test('parseBindAddress', async (t) => {
   const ok: Array<[string, { host: string; port: number } | null]> = [

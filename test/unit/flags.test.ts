@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { parseFlags, type Config } from '../../src/config/flags.js'
+import { parseFlags, type Config } from '../../src/cli/flags.js'
 import { FlagError, FlagExit } from '../../src/errors.js'
 import { catchErr } from '../helpers/catch.js'
 

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseFlags } from '../../src/config/flags.js'
+import { parseFlags } from '../../src/cli/flags.js'
 import { parseVolumeAttributes } from '../../src/volume/spec.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
