@@ -4,7 +4,7 @@
 
 import { DeadlineExceededError, UnavailableError, UnimplementedError, isDriverError } from '../errors.js'
 import { parseVolumeAttributes } from '../volume/spec.js'
-import type { PodInfo, VolumeSpec } from '../volume/types.js'
+import type { PodInfo } from '../volume/types.js'
 import type { NodeHandlers } from './generated/csi/v1/Node.js'
 import type { AsyncService } from './handlers.js'
 import { DEFAULT_POLICY, validatePublishRequest, validateUnpublishRequest, type AttributeParser } from './validate.js'
@@ -15,8 +15,7 @@ export interface PublishRequest {
   /** Always true: validation refuses writable volumes. */
   readonly: boolean
   pod: PodInfo
-  spec: VolumeSpec
-  /** The user's attributes (volume_context minus the kubelet's csi.storage.k8s.io/ keys). */
+  /** The user's attributes (validated; the reconciler parses them again from the record) (volume_context minus the kubelet's csi.storage.k8s.io/ keys). */
   attributes: Record<string, string>
 }
 

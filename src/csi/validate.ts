@@ -5,6 +5,7 @@
 import { isAbsolute } from 'node:path'
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js'
 import type { ParseResult, PodInfo } from '../volume/types.js'
+import { KUBELET_PREFIX } from '../volume/attributes.js'
 import type { NodePublishVolumeRequest__Output } from './generated/csi/v1/NodePublishVolumeRequest.js'
 import type { NodeUnpublishVolumeRequest__Output } from './generated/csi/v1/NodeUnpublishVolumeRequest.js'
 import type { PublishRequest } from './node.js'
@@ -18,8 +19,6 @@ export const POD_INFO_KEYS = {
   ephemeral: 'csi.storage.k8s.io/ephemeral',
 } as const
 
-/** Everything the kubelet adds lives under this prefix; it is not a user attribute. */
-const KUBELET_PREFIX = 'csi.storage.k8s.io/'
 
 const SINGLE_NODE_MODES = new Set(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER'])
 
@@ -91,7 +90,7 @@ export function validatePublishRequest(
   const parsed = parseAttributes(attributes, pod)
   if (!parsed.ok) throw InvalidArgumentError.fromIssues(parsed.issues)
 
-  return { volumeId, targetPath, readonly: true, pod, spec: parsed.spec, attributes }
+  return { volumeId, targetPath, readonly: true, pod, attributes }
 }
 
 export function validateUnpublishRequest(req: NodeUnpublishVolumeRequest__Output): { volumeId: string; targetPath: string } {

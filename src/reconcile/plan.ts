@@ -3,6 +3,7 @@
 // (reconciler.ts) performs the step, observes again and asks again, until the
 // answer is "wait".
 import type { VolumeRecord } from './record.js'
+import { renewalTime } from './renewal.js'
 import type { RequestState } from '../kube/certificate-request.js'
 
 export interface CurrentCertificate {
@@ -102,5 +103,5 @@ function renewalDue(record: Observation['record'], current: CurrentCertificate |
   const recorded = record.issued ? Date.parse(record.issued.renewAt) : NaN
   if (Number.isFinite(recorded)) return recorded
   if (!current) return undefined
-  return current.notBefore + ((current.notAfter - current.notBefore) * 2) / 3
+  return renewalTime(current, undefined, () => 0)
 }

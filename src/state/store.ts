@@ -12,13 +12,6 @@ import { isNotFound, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { basename, dirname, join, relative, sep } from 'node:path'
 import { watch as chokidarWatch } from 'chokidar'
 
-/** The shape every record shares; the reconciler defines the rest. */
-export interface VolumeRecord {
-  version: 1
-  volumeId: string
-  [k: string]: unknown
-}
-
 export const RECORD_FILE = 'record.json'
 const TEMP_MARK = '.tmp-'
 const CORRUPT_MARK = '.corrupt-'

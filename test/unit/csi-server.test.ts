@@ -94,7 +94,6 @@ t.test('publish hands the validated request to the publisher and answers OK only
     readonly: true,
     pod: { name: 'app-0', namespace: 'default', serviceAccountName: 'default' },
     attributes: VALID,
-    spec: { issuer: { name: 'ca-issuer', kind: 'Issuer', group: 'cert-manager.io' }, dnsNames: ['example.com'] },
   })
   t.same(await client.unpublish('csi-1', '/t'), {})
   t.same(publisher.unpublished, [['csi-1', '/t']])

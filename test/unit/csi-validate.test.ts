@@ -48,7 +48,6 @@ t.test('a kubelet request passes and carries pod, spec and the user attributes',
     targetPath: `/var/lib/kubelet/pods/${POD_CONTEXT['csi.storage.k8s.io/pod.uid']}/volumes/kubernetes.io~csi/tls/mount`,
     readonly: true,
     pod: { name: 'app-0', namespace: 'team-a', uid: '5f1f6c2e-0000-4000-8000-000000000001', serviceAccountName: 'app' },
-    spec: FAKE_SPEC,
     attributes: ATTRS,
   })
   t.same(seen[0]?.attributes, ATTRS, 'the parser never sees csi.storage.k8s.io/ keys (the token least of all)')
