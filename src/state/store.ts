@@ -24,6 +24,10 @@ const REMOVING_MARK = '.removing-'
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 const HASHED_PREFIX = 'h-'
 
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64')
+}
+
 export function volumeDirName(volumeId: string): string {
   if (SAFE_ID.test(volumeId) && !volumeId.startsWith(HASHED_PREFIX)) return volumeId
   return HASHED_PREFIX + createHash('sha256').update(volumeId).digest('hex')
@@ -70,6 +74,11 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
   // dirName → volumeId, so that a deleted or corrupt record.json of a hashed
   // directory can still be reported under its volume id.
   readonly #ids = new Map<string, string>()
+  // What this store itself last wrote or removed, per directory: the watcher
+  // reports only changes made by someone else (each of our own saves would
+  // otherwise cost the volume one more reconcile). A digest, not the text.
+  readonly #ownWrites = new Map<string, string>()
+  readonly #ownRemovals = new Set<string>()
 
   constructor(opts: VolumeStoreOptions<R>) {
     this.root = join(opts.dataRoot, 'volumes')
@@ -100,7 +109,10 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     const dirName = volumeDirName(record.volumeId)
     const dir = join(this.root, dirName)
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    await writeFileAtomic(join(dir, RECORD_FILE), JSON.stringify(record, null, 2) + '\n', { mode: 0o600, tempMark: TEMP_MARK })
+    const text = JSON.stringify(record, null, 2) + '\n'
+    this.#ownWrites.set(dirName, digest(text))
+    this.#ownRemovals.delete(dirName)
+    await writeFileAtomic(join(dir, RECORD_FILE), text, { mode: 0o600, tempMark: TEMP_MARK })
     this.#ids.set(dirName, record.volumeId)
   }
 
@@ -155,10 +167,14 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
    * its record (which nothing would ever reconcile again).
    */
   async remove(volumeId: string): Promise<void> {
+    const dirName = volumeDirName(volumeId)
+    this.#ownWrites.delete(dirName)
+    this.#ownRemovals.add(dirName)
     const aside = join(this.root, `${REMOVING_MARK}${volumeDirName(volumeId)}-${randomBytes(4).toString('hex')}`)
     try {
       await rename(this.volumeDir(volumeId), aside)
     } catch (err) {
+      this.#ownRemovals.delete(dirName)
       if (isNotFound(err)) return
       throw err
     }
@@ -242,8 +258,8 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
       ignored: (p: string) => this.#ignored(p),
     })
     const onRecord = (event: string) => (path: string) => {
-      this.#idFor(path, event === 'unlink')
-        .then((id) => onChange(id, path))
+      this.#isOwn(path, event === 'unlink')
+        .then(own => (own ? undefined : this.#idFor(path, event === 'unlink').then(id => onChange(id, path))))
         // A throwing handler must not become an unhandled rejection (which
         // ends the process) nor stop later events.
         .catch((err: unknown) => this.#log.warn({ err, path }, 'state store change handler failed'))
@@ -261,6 +277,16 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     if (rel === '' || rel.startsWith('..')) return false
     const parts = rel.split(sep)
     return parts.length > 2 || (parts.length === 2 && parts[1] !== RECORD_FILE)
+  }
+
+  /** Whether the change at `path` is this store's own save or removal. */
+  async #isOwn(path: string, gone: boolean): Promise<boolean> {
+    const dirName = basename(dirname(path))
+    if (gone) return this.#ownRemovals.delete(dirName)
+    const own = this.#ownWrites.get(dirName)
+    if (own === undefined) return false
+    const text = await readNoFollow(path, 'utf8').catch(() => undefined)
+    return text !== undefined && digest(text) === own
   }
 
   async #idFor(path: string, gone: boolean): Promise<string | undefined> {
