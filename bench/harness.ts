@@ -161,7 +161,7 @@ export class CrWatcher {
       (type: string, obj: CrObject) => this.onEvent(type, obj),
       (err: unknown) => {
         if (this.stopped) return
-        if (err) log(`CR watch ended (${String(err)}); resuming`)
+        if (err) log(`CR watch ended (${err instanceof Error ? err.message : JSON.stringify(err)}); resuming`)
         // 410 Gone (resourceVersion too old) only after long gaps: re-list then.
         const gone = String(err).includes('410') || String(err).includes('Gone')
         void sleep(gone ? 0 : 200).then(() => (gone ? this.start() : this.connect())).catch(e => log(`CR watch restart failed: ${String(e)}`))

@@ -45,7 +45,7 @@ const { values: flags } = parseArgs({
   },
 })
 
-const quick = flags.quick!
+const quick = flags.quick
 const int = (name: string, v: string | undefined, def: number): number => {
   if (v === undefined) return def
   const n = Number(v)
@@ -62,13 +62,13 @@ const opt = {
   idleProfileSeconds: int('idle-profile-seconds', flags['idle-profile-seconds'], quick ? 20 : 120),
   profileSamples: int('profile-samples', flags['profile-samples'], quick ? 5 : 20),
   concurrency: int('concurrency', flags.concurrency, 16),
-  drivers: flags.drivers!.split(',').map(s => s.trim()).filter(Boolean) as DriverKind[],
-  phases: new Set(flags.phases!.split(',').map(s => s.trim())),
+  drivers: flags.drivers.split(',').map(s => s.trim()).filter(Boolean) as DriverKind[],
+  phases: new Set(flags.phases.split(',').map(s => s.trim())),
 }
 const oursRuntime = flags['ours-runtime'] as OursRuntime
 if (oursRuntime !== 'compiled' && oursRuntime !== 'tsx') throw new Error('--ours-runtime must be compiled or tsx')
 let oursCommand: string[] = []
-for (const d of opt.drivers) if (d !== 'ours' && d !== 'reference') throw new Error(`--drivers: unknown driver ${d}`)
+for (const d of opt.drivers as string[]) if (d !== 'ours' && d !== 'reference') throw new Error(`--drivers: unknown driver ${d}`)
 
 // ---- results ----------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test tier: typecheck, unit (Node 20 and 24), integration
+# Runs every test tier: typecheck, lint, unit (Node 20 and 24), integration
 # (against a real local control plane started here and stopped at the end),
 # CSI conformance (csi-sanity), the fault tier's short form and the kubelet
 # end-to-end tier.
@@ -62,6 +62,9 @@ fi
 
 step "typecheck" typecheck
 if npx tsc -p tsconfig.json --noEmit; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("typecheck failed"); fi
+
+step "lint (typescript-eslint, type-aware)" lint
+if npx eslint --max-warnings 0 .; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("lint failed"); fi
 
 step "unit tier" "unit (node 20)"
 npx tap run test/unit 2>&1 | tee "$out/unit.tap"; count_tap unit "$out/unit.tap" "${PIPESTATUS[0]}"

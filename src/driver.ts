@@ -78,6 +78,8 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     clock: { now: Date.now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
     random: Math.random,
   })
+  // Declared before it is built: the callbacks below refer to it before it exists.
+  // eslint-disable-next-line prefer-const
   let queue: WorkQueue | undefined
   const enqueue = (volumeId: string): void => queue?.add(volumeId)
   const informer = new RequestInformer({

@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
     identity: createIdentityService({
       driverName: config.driverName,
       version,
-      readiness: driver ? driver.ready : dataRootReadiness(config.dataRoot),
+      readiness: driver ? () => driver.ready() : dataRootReadiness(config.dataRoot),
     }),
     node: createNodeService({
       nodeId: config.nodeId,

@@ -29,7 +29,7 @@ export function reuseConnections(kc: KubeConfig): void {
   target.createAgent = (cluster, options) => {
     if (!cluster?.server?.startsWith('https:') || cluster.proxyUrl) return stock(cluster, options)
     const identity = createHash('sha256')
-      .update(JSON.stringify([cluster.server, options.ca, options.cert, options.key, options.pfx, options.passphrase, options.rejectUnauthorized, options.servername].map(v => (v === undefined ? null : String(v)))))
+      .update(JSON.stringify([cluster.server, options.ca, options.cert, options.key, options.pfx, options.passphrase, options.rejectUnauthorized, options.servername].map(v => (v === undefined ? null : Buffer.isBuffer(v) ? v.toString('base64') : JSON.stringify(v)))))
       .digest('hex')
     let agent = agents.get(identity)
     if (!agent) {

@@ -30,7 +30,7 @@ export function apiMessage(err: unknown): string {
         return `the Kubernetes API answered ${code}${text ? `: ${text}` : ''}${hint}`
       }
     } else if (typeof body === 'object' && body !== null && 'message' in body) {
-      return String((body as { message: unknown }).message)
+      return String((body).message)
     }
   }
   return err instanceof Error ? err.message : String(err)

@@ -301,7 +301,7 @@ export class Reflector<T extends ObjectWithMeta> {
           open()
           alive()
           if (type === 'ERROR') {
-            errorStatus = (typeof obj === 'object' && obj !== null ? obj : {}) as typeof errorStatus
+            errorStatus = (typeof obj === 'object' && obj !== null ? obj : {})
             ac.abort()
             return
           }
@@ -328,6 +328,8 @@ export class Reflector<T extends ObjectWithMeta> {
     }
     if (failure !== undefined) {
       if (apiStatus(failure) === 410) return this.gone()
+      // The watch's own failure, passed on as it came.
+      // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw failure
     }
     if (events === 0 && this.clock.now() - startedAt < VERY_SHORT_WATCH_MS) {

@@ -209,6 +209,7 @@ export class CertificateRequestListWatch implements ListWatch<KubernetesObject> 
         req.signal.removeEventListener('abort', onAbort)
         controller?.abort()
         // Aborting makes Watch report an AbortError: that is our own stop.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the watch's own error, as it came
         if (err && !req.signal.aborted) reject(err)
         else resolve()
       }

@@ -84,9 +84,14 @@ export function formatText(line: string): string {
     return line
   }
   const { time, level, msg, ...rest } = rec
-  const head = [String(time ?? ''), String(level ?? '').toUpperCase().padEnd(5), String(msg ?? '')]
+  const head = [plain(time), plain(level).toUpperCase().padEnd(5), plain(msg)]
   const fields = Object.entries(rest).map(([k, v]) => `${k}=${fieldValue(v)}`)
   return `${[...head, ...fields].join(' ')}\n`
+}
+
+/** A head field as it is: strings bare, numbers as digits, nothing as "". */
+function plain(v: unknown): string {
+  return typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v)
 }
 
 function fieldValue(v: unknown): string {

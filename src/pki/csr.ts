@@ -86,7 +86,7 @@ export function subjectName(subject: Subject): x509.Name {
   // The bytes as the library wrote them: re-encoding could change a "#hex" BER value.
   const encoded = sets.map((set) => Buffer.from(set.valueBlock.value[0]!.valueBeforeDecodeView))
   let next = 0
-  const sorted = rdns.map((rdn: Rdn) => derTlv(0x31, Buffer.concat(rdn.map(() => encoded[next++]!).sort(Buffer.compare))))
+  const sorted = rdns.map((rdn: Rdn) => derTlv(0x31, Buffer.concat(rdn.map(() => encoded[next++]!).sort((a, b) => Buffer.compare(a, b)))))
   return new x509.Name(Uint8Array.from(derTlv(0x30, Buffer.concat(sorted))))
 }
 
@@ -108,7 +108,7 @@ function algorithmsFor(key: KeyObject): KeyAlgorithms {
     case 'rsa':
       return {
         importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
-        signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as webcrypto.Algorithm,
+        signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
       }
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve

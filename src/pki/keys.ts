@@ -25,7 +25,7 @@ export function generatePrivateKey(spec: KeySpec): Promise<KeyObject> {
       case 'Ed25519':
         return generateKeyPair('ed25519', undefined, done)
       default:
-        return reject(new TypeError(`unknown key algorithm ${String((spec as KeySpec).algorithm)}`))
+        return reject(new TypeError(`unknown key algorithm ${String((spec).algorithm)}`))
     }
   })
 }

@@ -104,6 +104,7 @@ export class ReconcilingPublisher implements VolumePublisher {
       const finish = (err?: unknown): void => {
         unsubscribe()
         signal.removeEventListener('abort', onAbort)
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the check's own error, as it came
         if (err) reject(err)
         else resolve()
       }

@@ -34,7 +34,7 @@ function serial(): string {
 }
 
 async function newKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify'])) as CryptoKeyPair
+  return (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify']))
 }
 
 export async function makeAuthority(commonName: string, days = 30): Promise<Authority> {

@@ -4,7 +4,7 @@
 // same data: clients see refused connections, then the same cluster), and
 // etcd writes behind the apiserver's back. Only for a control plane the test
 // started itself: the shared one (CSI_CLUSTER_DIR) is never touched.
-import { KubeConfig } from '@kubernetes/client-node'
+import { type KubeConfig } from '@kubernetes/client-node'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { writeState, type ClusterState } from '../cluster/control-plane.js'
 import { isAlive, startProcess, stopProcess, tail, type ProcessRecord } from '../cluster/processes.js'

@@ -15,7 +15,7 @@ import { startCase, shortLived } from './lib/case.js'
 import { ServedSampler } from './lib/sampler.js'
 
 const c = await startCase(t, 'soak', { driverArgs: ['--max-concurrent-issuances', '8'] })
-const { ctx, node, monitor, faults, api } = c
+const { ctx, node, monitor, api } = c
 const VOLUMES = figure(ctx, 'CSI_FAULT_SOAK_VOLUMES', 50, 1000)
 const MINUTES = figure(ctx, 'CSI_FAULT_SOAK_MINUTES', 4, 30)
 const DURATION_S = figure(ctx, 'CSI_FAULT_SOAK_DURATION_S', 120, 900)

@@ -38,7 +38,7 @@ export interface PublishArgs {
 
 type Known<T> = { [K in keyof T as string extends K ? never : K]: T[K] }
 type Defs = Known<IdentityDefinition> & Known<NodeDefinition>
-export type CsiMethod = keyof Defs & string
+export type CsiMethod = Extract<keyof Defs, string>
 type ReqOf<M extends CsiMethod> = Defs[M] extends MethodDefinition<infer Req, infer _Res, infer _ReqOut, infer _ResOut> ? Req : never
 type ResOf<M extends CsiMethod> = Defs[M] extends MethodDefinition<infer _Req, infer _Res, infer _ReqOut, infer ResOut> ? ResOut : never
 type Unary = (req: unknown, options: { deadline: Date }, cb: (err: ServiceError | null, res?: unknown) => void) => unknown

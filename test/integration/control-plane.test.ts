@@ -17,7 +17,7 @@ const crApi = { group: 'cert-manager.io', version: 'v1', plural: 'certificatereq
 
 async function csrPem(dnsName: string): Promise<string> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' }
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']))
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${dnsName}`,
     keys,

@@ -34,6 +34,7 @@ class FakePublisher implements VolumePublisher {
 
 // Rejects like a plain `await once(signal, 'abort')` would: with the signal's reason, not a DriverError.
 const waitForAbort = (signal: AbortSignal) =>
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- exactly what the signal carries
   new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
 
 async function setup(t: { teardown: (fn: () => unknown) => void }, publishTimeoutMs = 5_000) {

@@ -1,6 +1,6 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { createPublicKey, type KeyObject } from 'node:crypto'
+import { createPublicKey } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -36,7 +36,7 @@ async function opensslReq(csrPem: string, args: string[]): Promise<{ code: numbe
  * text comes back. The "verify OK" message is the real check: OpenSSL 3.0
  * exits 0 after "verify failure" too.
  */
-async function verified(t: Pick<typeof import('tap').t, 'equal' | 'match'>, csrPem: string): Promise<string> {
+async function verified(t: Pick<Test, 'equal' | 'match'>, csrPem: string): Promise<string> {
   const out = await opensslReq(csrPem, ['-text', '-verify'])
   t.equal(out.code, 0, 'openssl req -verify exits 0')
   t.match(out.stderr + out.stdout, /verify OK/, 'the signature verifies')
@@ -179,7 +179,7 @@ t.test('multi-valued RDNs are DER: members sorted by encoding, whatever the inpu
     const name = asn1js.fromBER(der).result as asn1js.Sequence
     for (const set of name.valueBlock.value as asn1js.Set[]) {
       const members = set.valueBlock.value.map((m) => Buffer.from(m.toBER()))
-      const sorted = [...members].sort(Buffer.compare)
+      const sorted = [...members].sort((a, b) => Buffer.compare(a, b))
       t.same(members.map((m) => m.toString('hex')), sorted.map((m) => m.toString('hex')), `${literal}: SET members in DER order`)
     }
     t.equal(name.valueBlock.value.length, literal.split(',').length, `${literal}: one SET per RDN`)
@@ -202,5 +202,5 @@ t.test('string types: PrintableString when possible, else UTF8String; IA5String 
 
 t.test('buildCsrPem refuses a public key', async (t) => {
   const key = await generatePrivateKey({ algorithm: 'Ed25519', size: 0, encoding: 'PKCS8' })
-  await t.rejects(buildCsrPem(spec({ [A.DNS_NAMES]: 'a.example.com' }), createPublicKey(key) as KeyObject), /private key/)
+  await t.rejects(buildCsrPem(spec({ [A.DNS_NAMES]: 'a.example.com' }), createPublicKey(key)), /private key/)
 })

@@ -30,8 +30,8 @@ async function startHolder(dir: string): Promise<ChildProcess> {
       out += c.toString()
       if (out.includes('CSI server listening')) resolve()
     }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
     child.once('exit', code => reject(new Error(`first driver exited ${code}: ${out}`)))
     setTimeout(() => reject(new Error(`first driver not up in 30 s: ${out}`)), 30_000)
   })

@@ -22,6 +22,8 @@ const chart = join(root, 'config', 'helm', 'cert-manager-csi-driver')
 t.setTimeout(45 * 60_000)
 
 // Rendered Kubernetes objects: read field by field, so loosely typed.
+// Parsed YAML of every shape: the tests walk it by key.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = Record<string, any>
 
 function run(cmd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {

@@ -12,7 +12,7 @@ const ours = (): CertificateRequest => ({
     ownerReferences: [{ kind: 'Pod', name: 'app', uid: 'pod-uid' }],
   },
   spec: { issuerRef: { name: 'ca' }, request: 'Q1NS' },
-}) as CertificateRequest
+})
 
 t.test('belongsToVolume: namespace, annotation and the pod owner reference, all three', async t => {
   t.ok(belongsToVolume(ours(), owner))

@@ -387,6 +387,7 @@ t.test('property: effects only when their preconditions hold', async (t) => {
         case 'acceptCertificate':
         case 'recordFailure':
         case 'abandonRequest':
+        case 'stepOver':
           return live && o.record.request !== undefined
         case 'render':
         case 'mount':

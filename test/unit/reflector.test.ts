@@ -63,6 +63,7 @@ class FakeListWatch implements ListWatch<Obj> {
     if (this.listGate) await this.listGate
     if (signal.aborted) throw new Error('aborted')
     const failure = this.listFailures.shift()
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- whatever the test queued
     if (failure !== undefined) throw failure
     return { items: [...this.objects.values()], resourceVersion: String(this.rv) }
   }

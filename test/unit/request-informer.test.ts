@@ -26,7 +26,7 @@ function cr(name: string, rv: string, volumeId: string | undefined, namespace = 
       ...(volumeId ? { annotations: { [ANNOTATION_VOLUME_ID]: volumeId }, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'app', uid: podUidOf(volumeId) }] } : {}),
     },
     spec: { issuerRef: { name: 'ca-issuer' }, request: 'Q1NS' },
-  } as KubernetesObject & CertificateRequest
+  }
 }
 
 const podUidOf = (volumeId: string): string => `pod-${volumeId}`
@@ -144,14 +144,14 @@ t.test("labelled copies from anyone else are not kept: another namespace, anothe
   for (let i = 0; i < 500; i++) lw.items.push(forged(`other-ns-${i}`, c => void (c.metadata.namespace = 'attacker')) as KubernetesObject)
   lw.items.push(forged('no-owner', c => void delete c.metadata.ownerReferences) as KubernetesObject)
   lw.items.push(forged('other-pod', c => void (c.metadata.ownerReferences![0]!.uid = 'someone-else')) as KubernetesObject)
-  lw.items.push(cr('untracked', '1', 'vol-99') as KubernetesObject)
+  lw.items.push(cr('untracked', '1', 'vol-99'))
   const { informer, changes } = informerOver(lw)
   await informer.start()
   t.same(informer.size, { requests: 1, volumes: 1 }, 'only the tracked pod\'s own request is kept')
   t.same(informer.forVolume('vol-1').map(c => c.metadata.name), ['ours'])
   t.same(changes, ['vol-1 ours@1'], 'nothing else woke a volume')
   // A kept request whose owner is edited away is no longer ours.
-  lw.req!.onEvent('MODIFIED', forged('ours', c => void (c.metadata.ownerReferences = [], c.metadata.resourceVersion = '2')) as KubernetesObject)
+  lw.req!.onEvent('MODIFIED', forged('ours', c => void (c.metadata.ownerReferences = [], c.metadata.resourceVersion = '2')))
   t.same(informer.size, { requests: 0, volumes: 0 })
   lw.req!.onEvent('MODIFIED', cr('ours', '3', 'vol-1'))
   t.equal(informer.forVolume('vol-1').length, 1)

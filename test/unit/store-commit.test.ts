@@ -42,7 +42,7 @@ t.test('of many writers that read the same revision, exactly one wins', async t 
   await store.commit({ version: 1, volumeId: 'v', desired: 'a' }, undefined)
   const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.commit({ version: 1, volumeId: 'v', desired: `w${i}` }, 1)))
   t.equal(results.filter(r => r.status === 'fulfilled').length, 1)
-  t.ok(results.filter(r => r.status === 'rejected').every(r => (r as PromiseRejectedResult).reason instanceof RecordConflictError))
+  t.ok(results.filter(r => r.status === 'rejected').every(r => (r).reason instanceof RecordConflictError))
   t.equal((await store.load('v'))!.revision, 2)
 })
 
