@@ -1,131 +1,16 @@
 // The real executor (src/reconcile/reconciler.ts) driven in-process: a real
 // store and real atomic file writes in a scratch folder, in-memory fakes for
-// the API, the request cache, the mounter and the janitor. Each case here
-// reproduces a fault found in review and failed before its fix.
+// the API, the request cache, the mounter and the janitor (all in
+// test/helpers/reconciler-fakes.ts). Each case here reproduces a fault found
+// in review and failed before its fix.
 import 'reflect-metadata'
-import t, { type Test } from 'tap'
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import t from 'tap'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { webcrypto } from 'node:crypto'
-import * as x509 from '@peculiar/x509'
-import pino from 'pino'
-import { Reconciler, type RequestBurial } from '../../src/reconcile/reconciler.js'
-import { VolumeStore } from '../../src/state/store.js'
-import { validateRecord, type VolumeRecord } from '../../src/reconcile/record.js'
-import { writeAtomically, readPublished, clearPublished } from '../../src/host/atomic-dir.js'
-import { Semaphore } from '../../src/reconcile/semaphore.js'
-import type { CertificateRequest } from '../../src/kube/certificate-request.js'
-import { RequestNameTakenError, type RequestClient } from '../../src/kube/requests.js'
+import { writeAtomically } from '../../src/host/atomic-dir.js'
+import type { VolumeRecord } from '../../src/reconcile/record.js'
 import { csrDigest } from '../../src/kube/ownership.js'
-import type { RequestCache } from '../../src/kube/request-informer.js'
-import type { Tombstone } from '../../src/state/tombstones.js'
-
-x509.cryptoProvider.set(webcrypto as Crypto)
-const NOW = Date.UTC(2026, 11, 1, 12)
-
-/** A P-256 key (PKCS#8 PEM) and a certificate for it valid an hour either side of NOW. */
-async function keyAndCert(): Promise<{ keyPem: string; certPem: string }> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' }
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01', name: 'CN=test', notBefore: new Date(NOW - 3600_000), notAfter: new Date(NOW + 3600_000), keys, signingAlgorithm: alg,
-  })
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64').replace(/.{64}/g, '$&\n')
-  return { keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8}\n-----END PRIVATE KEY-----\n`, certPem: cert.toString('pem') + '\n' }
-}
-
-class FakeCache implements RequestCache {
-  synced = true
-  objects = new Map<string, CertificateRequest>()
-  get(namespace: string, name: string): CertificateRequest | undefined {
-    return this.objects.get(`${namespace}/${name}`)
-  }
-  forVolume(volumeId: string): CertificateRequest[] {
-    return [...this.objects.values()].filter(cr => cr.metadata.annotations?.['csi.cert-manager.io/volume-id'] === volumeId)
-  }
-  tracked = new Set<string>()
-  track(owner: { volumeId: string }): void { this.tracked.add(owner.volumeId) }
-  untrack(volumeId: string): void { this.tracked.delete(volumeId) }
-}
-
-class FakeRequests implements RequestClient {
-  deletes: string[] = []
-  /** Every call fails, as with the apiserver away. */
-  down = false
-  #check(): void { if (this.down) throw new Error('connect ECONNREFUSED') }
-  creates: Array<{ namespace: string; body: { metadata: { name: string }; spec: { request: string } } }> = []
-  /** When set, what create answers (after the ownership check has been asked about `existing`). */
-  existing?: CertificateRequest
-  async create(namespace: string, body: object, isOurs: (existing: CertificateRequest) => string | undefined): Promise<CertificateRequest> {
-    this.#check()
-    const b = body as FakeRequests['creates'][number]['body']
-    this.creates.push({ namespace, body: b })
-    const taken = this.existing?.metadata.name === b.metadata.name ? this.existing : undefined
-    if (taken) {
-      const why = isOurs(taken)
-      if (why !== undefined) throw new RequestNameTakenError(namespace, b.metadata.name, why)
-      return taken
-    }
-    return { ...b, metadata: { ...b.metadata, namespace, uid: `uid-of-${b.metadata.name}` } } as unknown as CertificateRequest
-  }
-  async get(): Promise<CertificateRequest | undefined> { this.#check(); return undefined }
-  // Like the real client, a 404 is success: the request is gone either way.
-  async delete(namespace: string, name: string, uid?: string): Promise<void> { this.#check(); this.deletes.push(`${namespace}/${name}`); this.deleteUids.push(uid) }
-  deleteUids: Array<string | undefined> = []
-  async listForVolume(): Promise<CertificateRequest[]> { this.#check(); return [] }
-}
-
-class FakeMounter {
-  mounted = new Set<string>()
-  binds = 0
-  async isMountPoint(p: string): Promise<boolean> { return this.mounted.has(p) }
-  async bindReadOnly(_s: string, target: string): Promise<void> { this.binds++; this.mounted.add(target) }
-  async unmount(target: string): Promise<void> { this.mounted.delete(target) }
-}
-
-class FakeJanitor implements RequestBurial {
-  buried: Tombstone[] = []
-  async bury(tb: Tombstone): Promise<void> { this.buried.push(tb) }
-}
-
-const cr = (name: string, volumeId: string, status?: object): CertificateRequest => ({
-  metadata: { name, namespace: 'ns', annotations: { 'csi.cert-manager.io/volume-id': volumeId }, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'app', uid: 'uid-1' }] },
-  spec: { issuerRef: { name: 'ca-issuer' } },
-  ...(status ? { status } : {}),
-}) as CertificateRequest
-
-async function setup(t: Test) {
-  const dir = await mkdtemp(join(tmpdir(), 'reconciler-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const store = new VolumeStore<VolumeRecord>({ dataRoot: join(dir, 'data'), validate: validateRecord, logger: { warn: () => {}, debug: () => {} } })
-  const targetPath = join(dir, 'kubelet/pods/uid-1/volumes/kubernetes.io~csi/tls/mount')
-  await mkdir(join(targetPath, '..'), { recursive: true })
-  const cache = new FakeCache()
-  const requests = new FakeRequests()
-  const mounter = new FakeMounter()
-  const janitor = new FakeJanitor()
-  let writeHook: (dir: string) => Promise<void> = async () => {}
-  const events: Array<{ kind: string; type: string; reason: string; note: string }> = []
-  const reconciler = new Reconciler({
-    nodeId: 'node-1', store, requests, cache, janitor, mounter,
-    files: { write: async (d, f, o) => { await writeHook(d); await writeAtomically(d, f, o) }, read: readPublished, clear: clearPublished },
-    events: { record: (ref, type, reason, _action, note) => void events.push({ kind: ref.kind, type, reason, note }) },
-    logger: pino({ level: 'silent' }),
-    now: () => NOW,
-    random: () => 0.5,
-    issuance: new Semaphore(2),
-    failureBackoff: { baseMs: 30_000, maxMs: 3600_000, jitter: 0 },
-  })
-  const volumeId = 'csi-vol-1'
-  const record: VolumeRecord = {
-    version: 1, volumeId, targetPath, nodeId: 'node-1',
-    pod: { name: 'app', namespace: 'ns', uid: 'uid-1', serviceAccountName: 'default' },
-    attributes: { 'csi.cert-manager.io/issuer-name': 'ca-issuer', 'csi.cert-manager.io/dns-names': 'a.example', 'csi.cert-manager.io/key-algorithm': 'ECDSA' },
-    desired: 'published', createdAt: new Date(NOW).toISOString(), generation: 1,
-  }
-  return { dir, store, cache, requests, mounter, janitor, reconciler, volumeId, record, events, setWriteHook: (h: typeof writeHook) => (writeHook = h) }
-}
+import { NOW, cr, keyAndCert, setup, type Harness } from '../helpers/reconciler-fakes.js'
 
 t.test('an unpublish that lands while a certificate is accepted is not overwritten', async t => {
   const s = await setup(t)
@@ -145,7 +30,7 @@ t.test('an unpublish that lands while a certificate is accepted is not overwritt
   })
   await s.reconciler.reconcile(s.volumeId)
   t.equal(await s.store.load(s.volumeId), undefined, 'torn down: the unpublish won')
-  t.equal(s.mounter.binds, 0, 'never bind-mounted into a target the kubelet is tearing down')
+  t.same(s.mounter.binds, [], 'never bind-mounted into a target the kubelet is tearing down')
   t.equal(s.reconciler.status(s.volumeId), undefined, 'reported gone')
   t.same(s.janitor.buried.map(b => b.requests.map(r => r.name)), [['app-1']], "its request handed to the janitor")
 })
@@ -193,18 +78,18 @@ t.test('forceTeardown (the record could not be marked unpublished: data root ful
 
 // ---- ownership: labels are anyone's to copy (issue 12) -------------------
 
-const issuedRecord = (s: Awaited<ReturnType<typeof setup>>): VolumeRecord => ({
+const issuedRecord = (s: Harness): VolumeRecord => ({
   ...s.record,
   issued: { requestName: 'app-2', notBefore: new Date(NOW - 3600_000).toISOString(), notAfter: new Date(NOW + 3600_000).toISOString(), renewAt: new Date(NOW + 1800_000).toISOString(), serial: '01', issuedAt: new Date(NOW).toISOString() },
 })
 
 /** A request in flight: recorded, with its pending key on disk. */
-async function inFlight(s: Awaited<ReturnType<typeof setup>>, request: NonNullable<VolumeRecord['request']>, keyPem: string): Promise<void> {
+async function inFlight(s: Harness, request: NonNullable<VolumeRecord['request']>, keyPem: string): Promise<void> {
   await s.store.commit({ ...s.record, generation: request.generation, request }, undefined)
   await writeFile(join(s.store.volumeDir(s.volumeId), 'pending-key.pem'), keyPem)
 }
 
-async function storeCurrent(s: Awaited<ReturnType<typeof setup>>, keyPem: string, certPem: string): Promise<void> {
+async function storeCurrent(s: Harness, keyPem: string, certPem: string): Promise<void> {
   await writeAtomically(join(s.store.volumeDir(s.volumeId), 'current'), [{ name: 'key.pem', data: Buffer.from(keyPem), mode: 0o600 }, { name: 'cert.pem', data: Buffer.from(certPem), mode: 0o600 }])
 }
 
