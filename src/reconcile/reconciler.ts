@@ -183,7 +183,7 @@ export class Reconciler {
           return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
         }
         log.debug({ step: step.kind }, 'reconcile step')
-        const next = await this.apply(step, record, spec!, log)
+        const next = await this.apply(step, record, spec!, log, obs)
         if (next === 'stop') return { requeueAfterMs: REQUEST_RECHECK_MS }
         record = next
       }
@@ -323,7 +323,7 @@ export class Reconciler {
 
   // ---- effects ----------------------------------------------------------
 
-  private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger): Promise<VolumeRecord | undefined | 'stop'> {
+  private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
     const p = this.paths(record.volumeId)
     switch (step.kind) {
       case 'teardown':
@@ -364,9 +364,12 @@ export class Reconciler {
           record = await this.commit({ ...record, request: { ...req, uid: created.metadata.uid } }, record)
         }
         // The informer reports its progress; nothing more to do until then.
+        // Ready while a renewal is in flight only if a certificate is served
+        // meanwhile (the planner's rule): a lost stored pair is not ready.
         const state = requestState(created)
-        this.setStatus(record.volumeId, { ready: req.renewal, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
-        this.report(record.volumeId, req.renewal, record, spec)
+        const served = obs.current?.keyMatches === true
+        this.setStatus(record.volumeId, { ready: served, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
+        this.report(record.volumeId, served, record, spec)
         return 'stop'
       }
 
@@ -447,11 +450,9 @@ export class Reconciler {
     ])
     await rm(p.pendingKey, { force: true })
     await rm(p.pendingCsr, { force: true })
-    const { request: _r, failure: _f, ...rest } = record
-    const next = await this.commit({
-      ...rest,
-      issued: { requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString() },
-    }, record)
+    const next = await this.commitIssued(record, req.name, {
+      requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString(),
+    })
     const reason = req.renewal ? 'Renewed' : 'Issued'
     const note = `certificate ${cert.serialNumber} valid until ${new Date(notAfter).toISOString()}; renewal at ${new Date(renewAt).toISOString()}`
     log.info({ request: req.name, notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() }, reason === 'Issued' ? 'certificate issued' : 'certificate renewed')
@@ -460,6 +461,27 @@ export class Reconciler {
     this.requestedAt.delete(req.name)
     this.d.onIssued?.(record.volumeId, req.renewal, started === undefined ? 0 : this.d.now() - started)
     return next
+  }
+
+  /**
+   * Records an accepted certificate even when a CSI call wrote the record
+   * meanwhile. The new pair is already swapped in and the pending key gone:
+   * starting the reconcile over would see a request in flight without its
+   * key and abandon a request that was issued. So the change is applied
+   * again to the fresh record, as long as it still awaits this request.
+   */
+  private async commitIssued(read: VolumeRecord, requestName: string, issued: NonNullable<VolumeRecord['issued']>): Promise<VolumeRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const { request: _r, failure: _f, ...rest } = read
+      try {
+        return await this.commit({ ...rest, issued }, read)
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= MAX_CONFLICTS) throw err
+        const fresh = await this.d.store.load(read.volumeId)
+        if (fresh?.request?.name !== requestName) throw err
+        read = fresh
+      }
+    }
   }
 
   /**

@@ -317,6 +317,41 @@ t.test('a request name taken by someone else is stepped over: never adopted, and
   t.same(s.requests.deleteUids, ['uid-squat'], 'by its own uid')
 })
 
+
+t.test('a CSI call that rewrites the record while a renewal is accepted does not throw the issued certificate away', async t => {
+  const { s, issuer, first } = await published(t)
+  s.clock.t = Date.parse((await load(s)).issued!.renewAt) + 1000
+  await run(s)
+  const second = nameOf(s, 3)
+  await issuer.issue(second)
+  // A republish to another target path lands between the pair's swap and the record's save.
+  let fired = false
+  s.setWriteHook(async dir => {
+    if (fired || !dir.endsWith('current')) return
+    fired = true
+    const now = await load(s)
+    await s.store.commit({ ...now, targetPath: `${now.targetPath}-moved` }, now.revision)
+  })
+  const accepted = await run(s)
+  t.ok(fired, 'the record changed under the accept')
+  t.equal(accepted.steps[0], 'acceptCertificate')
+  t.notOk(accepted.steps.includes('abandonRequest'), 'the issued request is not abandoned')
+  t.same(s.requests.creates.map(c => c.body.metadata.name), [first, second], 'no third request')
+  const rec = await load(s)
+  t.equal(rec.issued?.requestName, second, 'the record describes the certificate served')
+  t.equal(rec.targetPath, `${s.record.targetPath}-moved`, "and keeps the CSI call's change")
+  t.equal(rec.request, undefined)
+  t.notOk(s.requests.deletes.includes(`ns/${second}`), 'the new request is not deleted')
+})
+
+t.test('a renewal requested after the stored pair was lost is not reported ready', async t => {
+  const { s } = await published(t)
+  await rm(join(s.store.volumeDir(s.volumeId), 'current'), { recursive: true, force: true })
+  const made = await run(s)
+  t.same(made.steps, ['generateKey', 'createRequest'], 'a new request for the lost pair')
+  t.match(s.reconciler.status(s.volumeId), { ready: false }, 'nothing is served from a lost pair: not ready while it is requested')
+})
+
 t.test('every step kind the planner can return was walked through the executor above', async t => {
   // Read from the source as well, so a new kind fails here even without tsc.
   const plan = await readFile(new URL('../../src/reconcile/plan.ts', import.meta.url), 'utf8')
