@@ -248,7 +248,7 @@ export class Reconciler {
       const foreign = cr && notOurRequest(cr, owner, record.request)
       request = !cr ? 'missing' : foreign ? { foreign } : requestState(cr)
     }
-    const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName])
+    const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName, ...(record.steppedOver ?? [])])
     const staleRequests = this.d.cache.forVolume(record.volumeId)
       .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
@@ -502,7 +502,8 @@ export class Reconciler {
     // Only what is ours by more than a label; each with the uid we know, so a
     // namesake someone made since is left alone (see kube/ownership.ts).
     const uids = new Map<string, string | undefined>()
-    for (const cr of this.d.cache.forVolume(record.volumeId)) if (belongsToVolume(cr, owner)) uids.set(cr.metadata.name, cr.metadata.uid)
+    const notOurs = new Set(record.steppedOver ?? [])
+    for (const cr of this.d.cache.forVolume(record.volumeId)) if (belongsToVolume(cr, owner) && !notOurs.has(cr.metadata.name)) uids.set(cr.metadata.name, cr.metadata.uid)
     for (const name of [record.issued?.requestName, record.failure?.requestName]) if (name !== undefined && !uids.has(name)) uids.set(name, undefined)
     if (record.request) {
       const cached = this.d.cache.get(record.pod.namespace, record.request.name)
@@ -516,6 +517,7 @@ export class Reconciler {
       podUid: record.pod.uid,
       requests: [...uids].map(([name, uid]) => ({ namespace: record.pod.namespace, name, ...(uid ? { uid } : {}) })),
       namespaces: [record.pod.namespace],
+      ...(record.steppedOver?.length ? { spare: record.steppedOver } : {}),
       createdAt: new Date(this.d.now()).toISOString(),
     })
     await this.d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
@@ -551,7 +553,9 @@ export class Reconciler {
     const suffix = Math.floor(this.d.random() * 36 ** 5).toString(36).padStart(5, '0')
     const name = `${requestName(record.pod, record.volumeId, generation).slice(0, 247)}-${suffix}`
     const { csrSha256: _c, uid: _u, ...rest } = taken
-    const next = await this.commit({ ...record, generation, request: { ...rest, name, generation } }, record)
+    // Remembered, so that it is never deleted as superseded: an owner reference to the pod is anyone's to copy.
+    const steppedOver = [...(record.steppedOver ?? []), taken.name].slice(-16)
+    const next = await this.commit({ ...record, generation, steppedOver, request: { ...rest, name, generation } }, record)
     log.warn({ request: taken.name, why, next: name }, 'CertificateRequest name taken by an object the driver did not create; using another')
     this.emit(record, taken.name, 'Warning', 'RequestNameTaken', taken.renewal ? 'Renew' : 'Issue',
       `CertificateRequest ${record.pod.namespace}/${taken.name} exists but was not created by the driver for this volume (${why}); it is left alone and ${name} is requested instead`)

@@ -40,6 +40,8 @@ export const volumeRecordSchema = z.object({
   }).optional(),
   /** Last terminal failure: no new request before retryAt. */
   failure: z.object({ reason: z.string(), message: z.string(), at: z.string(), count: z.number().int(), retryAt: z.string(), requestName: z.string().optional() }).optional(),
+  /** Names taken by objects someone else made (stepped over): never adopted, never deleted, even with the pod's owner reference. */
+  steppedOver: z.array(z.string()).max(16).optional(),
   /** Hash of the keystore last written: it is salted at random, so it cannot be re-derived. */
   keystoreSha256: z.string().optional(),
 })

@@ -107,6 +107,7 @@ export class RequestJanitor {
       for (const namespace of t.namespaces) {
         for (const cr of await listOrNone(() => this.#d.requests.listForVolume(namespace, t.volumeId))) {
           if (t.podUid !== undefined && !belongsToVolume(cr, { volumeId: t.volumeId, namespace, podUid: t.podUid })) continue
+          if (t.spare?.includes(cr.metadata.name)) continue
           const key = `${namespace}/${cr.metadata.name}`
           const uid = refs.get(key)?.uid ?? cr.metadata.uid
           refs.set(key, { namespace, name: cr.metadata.name, ...(uid ? { uid } : {}) })

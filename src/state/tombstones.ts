@@ -18,6 +18,8 @@ export const tombstoneSchema = z.object({
   podUid: z.string().optional(),
   /** Namespaces to list by the volume's label too, for requests the watch had not shown yet. */
   namespaces: z.array(z.string().min(1)),
+  /** Names in those namespaces taken by someone else's objects (stepped over): never deleted, owner reference or not. */
+  spare: z.array(z.string()).optional(),
   createdAt: z.string(),
 })
 
@@ -49,6 +51,7 @@ export class TombstoneStore {
           ...(podUid ? { podUid } : {}),
           requests: dedupe([...old.requests, ...t.requests]),
           namespaces: [...new Set([...old.namespaces, ...t.namespaces])],
+          ...(old.spare || t.spare ? { spare: [...new Set([...(old.spare ?? []), ...(t.spare ?? [])])] } : {}),
         }
       : t
     await writeFileAtomic(this.#path(t.volumeId), JSON.stringify(merged) + '\n', { mode: 0o600 })

@@ -311,10 +311,15 @@ t.test('a request name taken by someone else is stepped over: never adopted, and
   t.same(s.requests.deletes, [])
   t.ok(s.events.some(e => e.reason === 'RequestNameTaken' && e.kind === 'Pod'))
   await issuer.issue(rec.request!.name)
-  // The squatter copied the pod's owner reference, so ownership.ts counts it
-  // as the pod's: once superseded it is deleted like any old request.
-  t.same((await run(s)).steps, ['acceptCertificate', 'render', 'mount', 'deleteRequests', 'wait'], 'and the volume is served from the new one')
-  t.same(s.requests.deleteUids, ['uid-squat'], 'by its own uid')
+  // The squatter copied the pod's owner reference (anyone can): it is still
+  // never deleted as superseded, nor handed to the janitor at teardown.
+  t.same((await run(s)).steps, ['acceptCertificate', 'render', 'mount', 'wait'], 'and the volume is served from the new one')
+  t.same(s.requests.deletes, [], 'the squatter is left alone once superseded')
+  t.same((await load(s)).steppedOver, [first], 'its name remembered as not ours')
+  await s.store.commit({ ...(await load(s)), desired: 'unpublished' }, (await load(s)).revision)
+  t.same((await run(s)).steps, ['teardown'])
+  t.notOk(s.janitor.buried.some(b => b.requests.some(r => r.name === first)), 'nor buried at teardown')
+  t.same(s.janitor.buried.at(-1)?.spare, [first], 'and the janitor told to spare it when it lists the namespace')
 })
 
 

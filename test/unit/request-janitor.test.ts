@@ -139,3 +139,15 @@ t.test("a listed request that this pod does not own is not deleted, the pod's ow
   t.same(api.deletes.sort(), ['ns/vol-1', 'ns/vol-2'], 'the forged one is left alone')
   t.same(uids.sort(), ['u-1', 'u-2'], 'each deleted by its uid')
 })
+
+t.test('a name the volume stepped over is spared, even with a copy of the pod\'s owner reference', async t => {
+  const { clock, api, make } = await setup(t)
+  api.listForVolume = async () => [
+    { metadata: { name: 'vol-2', namespace: 'ns', uid: 'u-squat', annotations: { 'csi.cert-manager.io/volume-id': 'vol' }, ownerReferences: [{ kind: 'Pod', uid: 'pod-uid' }] } },
+    { metadata: { name: 'vol-3-abcde', namespace: 'ns', uid: 'u-3', annotations: { 'csi.cert-manager.io/volume-id': 'vol' }, ownerReferences: [{ kind: 'Pod', uid: 'pod-uid' }] } },
+  ] as unknown as CertificateRequest[]
+  const j = make()
+  await j.bury(tomb(clock, { podUid: 'pod-uid', requests: [], spare: ['vol-2'] }))
+  await clock.advance(0)
+  t.same(api.deletes, ['ns/vol-3-abcde'], 'only our own request deleted')
+})
