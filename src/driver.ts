@@ -63,7 +63,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     validate: validateRecord,
     logger,
     onCorrupt: (path, err) => {
-      logger.error({ path, err: String(err) }, 'corrupt volume record set aside')
+      logger.error({ path, err }, 'corrupt volume record set aside')
       // The pod is unknown without the record: tell the node's story instead.
       events.record({ apiVersion: 'v1', kind: 'Node', name: config.nodeId, namespace: 'default' }, 'Warning', 'CorruptVolumeRecord', 'Recover',
         `set aside ${path}: ${String(err).slice(0, 200)}; the kubelet's next publish records the volume again`)
@@ -101,7 +101,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
       const retried = queue?.retryFailed(1000) ?? 0
       logger.info({ retried, freeBytes }, 'the data root has room again; retrying what failed on it')
     },
-    onError: err => logger.warn({ err: String(err) }, 'cannot read the data root\'s free space; will try again'),
+    onError: err => logger.warn({ err }, 'cannot read the data root\'s free space; will try again'),
   })
   const reconciler = new Reconciler({
     nodeId: config.nodeId,
@@ -127,7 +127,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     reconcile: volumeId => reconciler.reconcile(volumeId),
     onError: (volumeId, err, retryInMs) => {
       config.metrics?.reconcileError()
-      logger.warn({ volumeId, err: String(err), retryInMs }, 'reconcile failed; will retry')
+      logger.warn({ volumeId, err, retryInMs }, 'reconcile failed; will retry')
     },
   })
   config.metrics?.setQueueDepth(() => queue?.length ?? 0)

@@ -42,7 +42,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
 
   const server = createServer((req, res) => {
     handle(req, res, opts, log).catch((err: unknown) => {
-      log.error({ err: String(err), path: req.url }, 'http handler failed')
+      log.error({ err, path: req.url }, 'http handler failed')
       if (!res.headersSent) send(res, 500, 'internal error')
       else res.destroy()
     })
@@ -62,7 +62,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     const where = bind.host.includes(':') ? `[${bind.host}]:${bind.port}` : `${bind.host}:${bind.port}`
     throw new Error(`cannot listen on ${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   })
-  server.on('error', (err) => log.error({ err: String(err) }, 'http server error'))
+  server.on('error', (err) => log.error({ err }, 'http server error'))
 
   const info = server.address() as AddressInfo
   const address = { host: info.address, port: info.port }
@@ -96,7 +96,7 @@ const ROUTES: Record<string, Route> = {
     try {
       ok = await o.ready()
     } catch (err) {
-      log.warn({ err: String(err) }, 'readiness check failed')
+      log.warn({ err }, 'readiness check failed')
     }
     return ok ? { status: 200, body: 'ok', contentType: TEXT } : { status: 503, body: 'not ready', contentType: TEXT }
   },

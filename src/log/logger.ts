@@ -57,11 +57,28 @@ export function createLogger(opts: LoggerOptions): Logger {
       level: opts.level,
       base: opts.base ?? null,
       redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      serializers: { err: serializeError },
       timestamp: () => `,"time":"${new Date(now()).toISOString()}"`,
       formatters: { level: (label) => ({ level: label }) },
     },
     opts.format === 'text' ? textStream(dest) : dest,
   )
+}
+
+/**
+ * An error as a log field: type, message, code, stack and its cause chain,
+ * so what a step was doing and what failed under it both show. Not the
+ * enumerable rest: a Kubernetes client error carries the whole response
+ * (headers, body) there.
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error)) return typeof err === 'string' ? err : JSON.stringify(err)
+  const code = (err as { code?: unknown }).code
+  const out: Record<string, unknown> = { type: err.name, message: err.message }
+  if (typeof code === 'string' || typeof code === 'number') out.code = code
+  if (err.stack) out.stack = err.stack
+  if (err.cause !== undefined && depth < 4) out.cause = serializeError(err.cause, depth + 1)
+  return out
 }
 
 /**

@@ -95,6 +95,21 @@ export interface VolumeState {
   pod: { namespace: string; name: string }
 }
 
+/**
+ * A step that failed, saying which: "createRequest: the Kubernetes API
+ * answered 500 ...". The cause is kept whole (logged with its stack), and its
+ * errno-style code copied so a full disk still reads as one.
+ */
+export class StepError extends Error {
+  readonly code?: string
+  constructor(readonly step: string, cause: unknown) {
+    super(`${step}: ${apiMessage(cause)}`, { cause })
+    this.name = 'StepError'
+    const code = (cause as { code?: unknown } | null)?.code
+    if (typeof code === 'string') this.code = code
+  }
+}
+
 const MAX_STEPS = 25
 /** Starts over from a fresh read this many times when a CSI call changes the record under a reconcile. */
 const MAX_CONFLICTS = 5
@@ -183,7 +198,9 @@ export class Reconciler {
           return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
         }
         log.debug({ step: step.kind }, 'reconcile step')
-        const next = await this.apply(step, record, spec!, log, obs)
+        const next = await this.apply(step, record, spec!, log, obs).catch((err: unknown) => {
+          throw err instanceof RecordConflictError ? err : new StepError(step.kind, err)
+        })
         if (next === 'stop') return { requeueAfterMs: REQUEST_RECHECK_MS }
         record = next
       }
