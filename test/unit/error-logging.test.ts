@@ -19,7 +19,7 @@ t.test('errors are logged with their cause chain, without a client error\'s resp
   log.warn({ err: new StepError('createRequest', api) }, 'reconcile failed')
   const rec = JSON.parse(line[0]!) as { err: { type: string; message: string; stack: string; cause: { message: string; code: number; body?: unknown; headers?: unknown } } }
   t.equal(rec.err.type, 'StepError')
-  t.equal(rec.err.message, 'createRequest: HTTP-Code: 500')
+  t.match(rec.err.message, /^createRequest: the Kubernetes API answered 500/, 'the API error read as the status says it')
   t.match(rec.err.stack, /StepError: createRequest/)
   t.same({ message: rec.err.cause.message, code: rec.err.cause.code }, { message: 'HTTP-Code: 500', code: 500 })
   t.notOk('body' in rec.err.cause || 'headers' in rec.err.cause, 'no response body or headers')
