@@ -9,7 +9,7 @@ import * as asn1js from 'asn1js'
 import { type KeyObject, createPublicKey, webcrypto } from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
 import type { KeyUsage, Subject, VolumeSpec } from '../volume/types.js'
-import { type DnAttribute, type Rdn, stringTypeFor, subjectRdns } from './dn.js'
+import { type DnAttribute, type Rdn, stringTypeFor, subjectRdns } from '../volume/dn.js'
 
 const KEY_USAGE_FLAGS: Readonly<Record<string, x509.KeyUsageFlags>> = {
   signing: x509.KeyUsageFlags.digitalSignature,

@@ -26,6 +26,7 @@
 // Node >= 19). This module never reads or changes that global: it makes its own
 // engine on first use and passes it to every pkijs call explicitly.
 
+import { isWellFormed, keystorePasswordProblem } from '../volume/shapes.js'
 import { createHash, createPrivateKey, webcrypto, X509Certificate, type KeyObject } from 'node:crypto'
 import * as asn1js from 'asn1js'
 import * as pkijs from 'pkijs'
@@ -211,29 +212,12 @@ function bagAttributes(localKeyId: Buffer, friendlyName: string | undefined): pk
   return attributes
 }
 
-/**
- * What makes a password unusable for a keystore, or undefined. The attribute
- * parser asks this too, so a bad password is refused at publish, not after
- * issuance. A lone surrogate has no UTF-8 form (TextEncoder would turn it
- * into U+FFFD, so two different passwords would open the same keystore), and
- * OpenSSL's command line and C API end passwords at the first NUL.
- */
-export function keystorePasswordProblem(password: string): string | undefined {
-  if (!isWellFormed(password)) return 'is not well-formed UTF-16'
-  if (password.includes('\0')) return 'contains a NUL character, which OpenSSL and Java read as the end of the password'
-  return undefined
-}
-
 function passwordBytes(password: string): ArrayBuffer {
   const problem = keystorePasswordProblem(password)
   if (problem) throw new KeystoreError(`the keystore password ${problem}`)
   return toArrayBuffer(Buffer.from(password, 'utf8'))
 }
 
-/** No lone surrogates (String.prototype.isWellFormed is ES2024, not in this lib). */
-function isWellFormed(s: string): boolean {
-  return Buffer.from(s, 'utf8').toString('utf8') === s
-}
 
 function parsePrivateKey(pem: string): KeyObject {
   let key: KeyObject

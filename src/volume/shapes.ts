@@ -130,3 +130,21 @@ export function editDistance(a: string, b: string): number {
   }
   return prev[b.length]!
 }
+
+/**
+ * What makes a password unusable for a keystore, or undefined. The attribute
+ * parser asks this too, so a bad password is refused at publish, not after
+ * issuance. A lone surrogate has no UTF-8 form (TextEncoder would turn it
+ * into U+FFFD, so two different passwords would open the same keystore), and
+ * OpenSSL's command line and C API end passwords at the first NUL.
+ */
+export function keystorePasswordProblem(password: string): string | undefined {
+  if (!isWellFormed(password)) return 'is not well-formed UTF-16'
+  if (password.includes('\0')) return 'contains a NUL character, which OpenSSL and Java read as the end of the password'
+  return undefined
+}
+
+/** No lone surrogates (String.prototype.isWellFormed is ES2024, not in this lib). */
+export function isWellFormed(s: string): boolean {
+  return Buffer.from(s, 'utf8').toString('utf8') === s
+}

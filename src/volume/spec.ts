@@ -9,8 +9,7 @@ import { formatDuration, parseDuration } from './duration.js'
 import { type Read, type Reader, bool, has, list, quote, report, scalar } from './reader.js'
 import * as shape from './shapes.js'
 import { checkLimits } from './limits.js'
-import { commonNames, parseRfc4514 } from '../pki/dn.js'
-import { keystorePasswordProblem } from '../pki/pkcs12.js'
+import { commonNames, parseRfc4514 } from './dn.js'
 
 export interface ParseOptions {
   /**
@@ -369,7 +368,7 @@ function readPkcs12(r: Reader): Pkcs12Read {
   // The password is used exactly as given, and never quoted back in a message.
   const password = scalar(r, A.PKCS12_PASSWORD, { raw: true })
   if (password === undefined) report(r, A.PKCS12_PASSWORD, IssueCode.required, `is required when ${A.PKCS12_ENABLE} is "true"`)
-  const problem = typeof password === 'string' ? keystorePasswordProblem(password) : undefined
+  const problem = typeof password === 'string' ? shape.keystorePasswordProblem(password) : undefined
   if (problem) report(r, A.PKCS12_PASSWORD, IssueCode.invalidPkcs12Password, `the password ${problem}`)
   const filename = withDefault(r, A.PKCS12_FILENAME, A.DEFAULTS.pkcs12Filename)
   return typeof password === 'string' && !problem && typeof filename === 'string' ? { filename, spec: { filename, password } } : { filename }

@@ -4,7 +4,7 @@ import * as A from '../../src/volume/attributes.js'
 import { IssueCode } from '../../src/volume/attributes.js'
 import { parseVolumeAttributes } from '../../src/volume/spec.js'
 import { checkFileName } from '../../src/volume/shapes.js'
-import { commonNames, escapeDnValue, parseRfc4514 } from '../../src/pki/dn.js'
+import { commonNames, escapeDnValue, parseRfc4514 } from '../../src/volume/dn.js'
 import type { PodInfo, VolumeSpec } from '../../src/volume/types.js'
 
 const pod: PodInfo = { name: 'web-0', namespace: 'shop', uid: '4f1c2a9e-0b7d-4c1e-9a57-2d3f6b8e1c90', serviceAccountName: 'web-sa' }

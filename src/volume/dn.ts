@@ -3,10 +3,10 @@
 // is lenient (it accepts unescaped specials and mangles backslashes), so the
 // CSR is built from what this module returns, never from a raw string.
 
-import { quote } from '../volume/quote.js'
+import { quote } from './quote.js'
 import * as asn1js from 'asn1js'
-import type { Subject } from '../volume/types.js'
-import { isPrintableString } from '../volume/shapes.js'
+import type { Subject } from './types.js'
+import { isPrintableString } from './shapes.js'
 
 export const OID = {
   CN: '2.5.4.3',
