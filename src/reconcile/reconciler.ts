@@ -6,9 +6,10 @@
 // meanwhile (an unpublish landing during acceptCertificate): on a conflict
 // the reconcile starts over from the record as it is now.
 import { X509Certificate } from 'node:crypto'
-import { access, rm, rmdir } from 'node:fs/promises'
-import { isNoSpace, readNoFollow, writeFileAtomic } from '../host/files.js'
-import { dirname, join } from 'node:path'
+import { access, rmdir } from 'node:fs/promises'
+import { isNoSpace } from '../host/files.js'
+import { VolumeDir, type AtomicFolders } from '../state/volume-dir.js'
+import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import type { VolumeSpec } from '../volume/types.js'
 import { parseVolumeAttributes } from '../volume/spec.js'
@@ -48,11 +49,8 @@ export interface MountOps {
   unmount(target: string): Promise<void>
 }
 
-export interface PublishedDir {
-  write(dir: string, files: { name: string; data: Buffer; mode: number }[], owner?: { uid: number; gid: number }): Promise<void>
-  read(dir: string): Promise<Map<string, Buffer> | undefined>
-  clear(dir: string): Promise<void>
-}
+/** The atomic folder writer a volume's folder uses (src/state/volume-dir.ts). */
+export type PublishedDir = AtomicFolders
 
 export interface VolumeStatus {
   ready: boolean
@@ -239,24 +237,18 @@ export class Reconciler {
 
   // ---- observation ------------------------------------------------------
 
-  private paths(volumeId: string): { dir: string; pendingKey: string; pendingCsr: string; current: string; published: string } {
-    const dir = this.d.store.volumeDir(volumeId)
-    return { dir, pendingKey: join(dir, 'pending-key.pem'), pendingCsr: join(dir, 'pending-csr.pem'), current: join(dir, 'current'), published: join(dir, 'published') }
+  private dir(volumeId: string): VolumeDir {
+    return new VolumeDir(this.d.store.volumeDir(volumeId), this.d.files)
   }
 
-  private async readStored(volumeId: string): Promise<StoredCertificate | undefined> {
-    const files = await this.d.files.read(this.paths(volumeId).current)
-    const keyPem = files?.get('key.pem')?.toString()
-    const certificatePem = files?.get('cert.pem')?.toString()
-    if (!keyPem || !certificatePem) return undefined
-    const caPem = files?.get('ca.pem')?.toString()
-    return { keyPem, certificatePem, ...(caPem ? { caPem } : {}) }
+  private readStored(volumeId: string): Promise<StoredCertificate | undefined> {
+    return this.dir(volumeId).readStored()
   }
 
   private async observe(record: VolumeRecord, spec: VolumeSpec | undefined, invalidSpec: string | undefined): Promise<Observation> {
-    const p = this.paths(record.volumeId)
+    const p = this.dir(record.volumeId)
     const now = this.d.now()
-    const stored = await this.readStored(record.volumeId).catch(() => undefined)
+    const stored = await p.readStored().catch(() => undefined)
     const current = stored ? this.describe(record.volumeId, stored) : undefined
     let request: Observation['request']
     const owner = ownerOf(record)
@@ -270,13 +262,13 @@ export class Reconciler {
       .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
     const publishedFresh = stored !== undefined && spec !== undefined &&
-      isFresh(spec, stored, await this.d.files.read(p.published).catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
+      isFresh(spec, stored, await p.readPublished().catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
     return {
       now,
       record,
       ...(invalidSpec ? { invalidSpec } : {}),
       disableAutoRenew: spec?.disableAutoRenew ?? true,
-      hasPendingKey: await exists(p.pendingKey),
+      hasPendingKey: await p.hasPendingKey(),
       ...(current ? { current } : {}),
       ...(request !== undefined ? { request } : {}),
       staleRequests,
@@ -341,7 +333,7 @@ export class Reconciler {
   // ---- effects ----------------------------------------------------------
 
   private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
-    const p = this.paths(record.volumeId)
+    const p = this.dir(record.volumeId)
     switch (step.kind) {
       case 'teardown':
         await this.teardown(record, log, step.reason)
@@ -351,8 +343,7 @@ export class Reconciler {
         const stored = spec.reusePrivateKey ? await this.readStored(record.volumeId) : undefined
         const keyPem = stored?.keyPem ??
           encodePrivateKeyPem(await this.d.issuance.run(() => generatePrivateKey(spec.key)), 'PKCS8')
-        // On tmpfs, and before any request names it: a restart resumes with this key.
-        await writeFileAtomic(p.pendingKey, keyPem)
+        await p.writePendingKey(keyPem)
         return record
       }
 
@@ -397,7 +388,7 @@ export class Reconciler {
         log.warn({ request: record.request?.name, reason: step.reason }, 'abandoning CertificateRequest')
         await this.deleteRequest(record.pod.namespace, record.request!.name)
         this.requestedAt.delete(record.request!.name)
-        await rm(p.pendingCsr, { force: true })
+        await p.dropPendingCsr()
         const { request: _dropped, ...rest } = record
         return this.commit(rest, record)
       }
@@ -422,7 +413,7 @@ export class Reconciler {
         const files = renderDeterministic(spec, stored)
         const keystore = await renderKeystore(spec, stored)
         if (keystore) files.push(keystore)
-        await this.d.files.write(p.published, files, spec.fsGroup === undefined ? undefined : { uid: 0, gid: spec.fsGroup })
+        await p.writePublished(files, spec.fsGroup === undefined ? undefined : { uid: 0, gid: spec.fsGroup })
         const keystoreSha256 = keystore ? sha256(keystore.data) : undefined
         if (keystoreSha256 !== record.keystoreSha256) {
           const { keystoreSha256: _old, ...rest } = record
@@ -433,7 +424,7 @@ export class Reconciler {
       }
 
       case 'mount':
-        await this.d.mounter.bindReadOnly(p.published, record.targetPath)
+        await this.d.mounter.bindReadOnly(p.publishedPath, record.targetPath)
         log.info({ targetPath: record.targetPath }, 'volume mounted')
         return record
     }
@@ -442,9 +433,9 @@ export class Reconciler {
   private readonly requestedAt = new Map<string, number>()
 
   private async accept(record: VolumeRecord, spec: VolumeSpec, certificatePem: string, caPem: string | undefined, log: Logger): Promise<VolumeRecord> {
-    const p = this.paths(record.volumeId)
+    const p = this.dir(record.volumeId)
     const req = record.request!
-    const keyPem = await readNoFollow(p.pendingKey, 'utf8')
+    const keyPem = await p.readPendingKey()
     let cert: X509Certificate
     try {
       cert = new X509Certificate(certificatePem)
@@ -460,13 +451,8 @@ export class Reconciler {
     const renewAt = renewalTime({ notBefore, notAfter }, spec.renewBeforeMs, this.d.random)
     // Order matters for a crash at any point: the stored pair is swapped in
     // one step, then the pending key goes, then the record says so.
-    await this.d.files.write(p.current, [
-      { name: 'key.pem', data: Buffer.from(keyPem), mode: 0o600 },
-      { name: 'cert.pem', data: Buffer.from(certificatePem), mode: 0o600 },
-      ...(caPem ? [{ name: 'ca.pem', data: Buffer.from(caPem), mode: 0o600 }] : []),
-    ])
-    await rm(p.pendingKey, { force: true })
-    await rm(p.pendingCsr, { force: true })
+    await p.writeStored({ keyPem, certificatePem, ...(caPem ? { caPem } : {}) })
+    await p.dropPending()
     const next = await this.commitIssued(record, req.name, {
       requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString(),
     })
@@ -507,14 +493,11 @@ export class Reconciler {
    * deletes them when the API lets it.
    */
   private async teardown(record: VolumeRecord, log: Logger, reason: string): Promise<void> {
-    const p = this.paths(record.volumeId)
+    const p = this.dir(record.volumeId)
     await this.d.mounter.unmount(record.targetPath)
     // The CSI spec has the plugin remove the target it created; a kubelet-made one may already be gone.
     await rmdir(record.targetPath).catch(() => undefined)
-    await this.d.files.clear(p.published)
-    await this.d.files.clear(p.current)
-    await rm(p.pendingKey, { force: true })
-    await rm(p.pendingCsr, { force: true })
+    await p.clear()
     const owner = ownerOf(record)
     // Only what is ours by more than a label; each with the uid we know, so a
     // namesake someone made since is left alone (see kube/ownership.ts).
@@ -549,14 +532,14 @@ export class Reconciler {
    * signatures differ every time) and adopts what a lost answer created.
    */
   private async requestCsr(record: VolumeRecord, spec: VolumeSpec): Promise<{ pem: string; sha256: string }> {
-    const p = this.paths(record.volumeId)
+    const p = this.dir(record.volumeId)
     // spec.request carries the PEM in base64: the digest is of what is sent.
     const digestOf = (pem: string): string => csrDigest(Buffer.from(pem).toString('base64'))
-    const kept = await readNoFollow(p.pendingCsr, 'utf8').catch(() => undefined)
+    const kept = await p.readPendingCsr()
     if (kept !== undefined && record.request?.csrSha256 === digestOf(kept)) return { pem: kept, sha256: record.request.csrSha256 }
-    const key = parsePrivateKeyPem(await readNoFollow(p.pendingKey, 'utf8'))
+    const key = parsePrivateKeyPem(await p.readPendingKey())
     const pem = await this.d.issuance.run(() => buildCsrPem(spec, key))
-    await writeFileAtomic(p.pendingCsr, pem)
+    await p.writePendingCsr(pem)
     return { pem, sha256: digestOf(pem) }
   }
 
@@ -597,9 +580,7 @@ export class Reconciler {
   /** The issued certificate cannot be used: a recorded failure, and the next attempt starts from a new key. */
   private async rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
     const next = await this.recordFailure(record, reason, message, log)
-    const p = this.paths(record.volumeId)
-    await rm(p.pendingKey, { force: true })
-    await rm(p.pendingCsr, { force: true })
+    await this.dir(record.volumeId).dropPending()
     return next
   }
 

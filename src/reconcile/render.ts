@@ -4,13 +4,10 @@ import { createHash } from 'node:crypto'
 import type { VolumeSpec } from '../volume/types.js'
 import { encodePrivateKeyPem, parsePrivateKeyPem } from '../pki/keys.js'
 import { buildPkcs12 } from '../pki/pkcs12.js'
+import type { StoredPair } from '../state/volume-dir.js'
 
-export interface StoredCertificate {
-  /** PKCS#8 PEM: the store's own form, re-encoded per spec when rendered. */
-  keyPem: string
-  certificatePem: string
-  caPem?: string
-}
+/** The issued pair as the volume's folder keeps it (key in PKCS#8 PEM, re-encoded per spec when rendered). */
+export type StoredCertificate = StoredPair
 
 export interface RenderedFile {
   name: string
