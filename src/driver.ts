@@ -124,7 +124,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   })
   queue = new WorkQueue({
     workers: config.workers ?? 16,
-    reconcile: volumeId => reconciler.reconcile(volumeId),
+    reconcile: (volumeId, signal) => reconciler.reconcile(volumeId, signal),
     onError: (volumeId, err, retryInMs) => {
       config.metrics?.reconcileError()
       logger.warn({ volumeId, err, retryInMs }, 'reconcile failed; will retry')

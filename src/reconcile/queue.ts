@@ -11,6 +11,12 @@ export interface Clock {
   clearTimeout(h: unknown): void
 }
 
+/**
+ * What a reconcile answers, as in controller-runtime: nothing (done until
+ * something adds the key again), `requeueAfterMs` (run again then: a
+ * renewal's time, a recheck), or a thrown error (run again after the key's
+ * backoff; the error carries its cause).
+ */
 export type ReconcileResult = { requeueAfterMs?: number } | void
 
 export interface Backoff {
@@ -23,7 +29,8 @@ export interface Backoff {
 export interface WorkQueueOptions {
   /** Max keys reconciled concurrently. */
   workers: number
-  reconcile: (key: string) => Promise<ReconcileResult>
+  /** `signal` aborts at shutdown: a long reconcile stops at its next step. */
+  reconcile: (key: string, signal: AbortSignal) => Promise<ReconcileResult>
   /** Per-key exponential backoff on thrown errors. */
   backoff?: Backoff
   clock?: Clock
@@ -77,6 +84,7 @@ export class WorkQueue {
   // Keys added while running: they run once more when the current run ends,
   // so a change that lands mid-reconcile is never lost.
   readonly #dirty = new Set<string>()
+  readonly #stopped = new AbortController()
   readonly #failures = new Map<string, number>()
 
   readonly #delayed = new DelayHeap<string>()
@@ -165,6 +173,7 @@ export class WorkQueue {
    */
   async shutdown(): Promise<void> {
     this.#stopping = true
+    this.#stopped.abort()
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
     this.#timerDue = Infinity
@@ -217,7 +226,7 @@ export class WorkQueue {
 
   async #run(key: string): Promise<void> {
     try {
-      const result = await this.#opts.reconcile(key)
+      const result = await this.#opts.reconcile(key, this.#stopped.signal)
       this.#failures.delete(key)
       const after = result?.requeueAfterMs
       if (after !== undefined) this.addAfter(key, after)

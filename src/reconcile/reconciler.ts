@@ -24,7 +24,7 @@ import { apiMessage } from '../kube/errors.js'
 import { nextStep, type Observation, type Step } from './plan.js'
 import type { VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
-import { backoffDelay, type Backoff } from './queue.js'
+import { backoffDelay, type Backoff, type ReconcileResult } from './queue.js'
 import { renderDeterministic, renderKeystore, isFresh, encodeKey, sha256, type StoredCertificate } from './render.js'
 import type { Semaphore } from './semaphore.js'
 import { RecordConflictError, revisionOf } from '../state/store.js'
@@ -142,10 +142,18 @@ export class Reconciler {
     }
   }
 
-  async reconcile(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
+  /**
+   * Converges one volume: observe, plan, perform one step, until the planner
+   * says wait (the result then says when to look again) or the record is
+   * gone. Throws a StepError naming the failed step (its cause kept) for the
+   * queue's backoff; a CSI call that changes the record meanwhile makes it
+   * start over, up to MAX_CONFLICTS times. An aborted `signal` (shutdown)
+   * ends it at the next step, with nothing half done.
+   */
+  async reconcile(volumeId: string, signal?: AbortSignal): Promise<ReconcileResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.reconcileOnce(volumeId)
+        return await this.reconcileOnce(volumeId, signal)
       } catch (err) {
         if (!(err instanceof RecordConflictError) || attempt >= MAX_CONFLICTS) throw err
         this.d.logger.debug({ volumeId, err }, 'record changed during the reconcile; starting over')
@@ -175,7 +183,7 @@ export class Reconciler {
       `the driver's data root is full (${(err as NodeJS.ErrnoException).code ?? 'ENOSPC'}): volume ${volumeId} cannot be written until there is room; raise the tmpfs size or free volumes on this node`)
   }
 
-  private async reconcileOnce(volumeId: string): Promise<{ requeueAfterMs?: number } | void> {
+  private async reconcileOnce(volumeId: string, signal?: AbortSignal): Promise<ReconcileResult> {
     let record = await this.d.store.load(volumeId)
     if (!record) this.teardownWithoutRecord.delete(volumeId)
     else if (this.teardownWithoutRecord.has(volumeId)) record = { ...record, desired: 'unpublished' }
@@ -188,6 +196,7 @@ export class Reconciler {
     const invalidSpec = parsed && !parsed.ok ? `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}` : undefined
     try {
       for (let i = 0; i < MAX_STEPS && record; i++) {
+        if (signal?.aborted) return undefined
         const obs = await this.observe(record, spec, invalidSpec)
         const step = nextStep(obs)
         if (step.kind === 'wait') {
@@ -332,6 +341,13 @@ export class Reconciler {
 
   // ---- effects ----------------------------------------------------------
 
+  /**
+   * Performs one step. Answers the record as the step left it (the next
+   * observation starts from it), undefined once the record is gone
+   * (teardown), or 'stop': a request was created and the informer will say
+   * when it changes, so the reconcile ends here and looks again in
+   * REQUEST_RECHECK_MS should it never hear.
+   */
   private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
     const p = this.dir(record.volumeId)
     switch (step.kind) {

@@ -397,3 +397,18 @@ t.test('retryFailed runs every failed key again within the spread, backoff reset
   t.equal(q.failures('api-1'), 0)
   await q.shutdown()
 })
+
+t.test('shutdown aborts the signal an in-flight reconcile was given', async (t) => {
+  const seen: AbortSignal[] = []
+  const gate = deferred()
+  const q = new WorkQueue({ workers: 1, reconcile: async (_k, signal) => { seen.push(signal); return gate.promise }, clock: new FakeClock() })
+  q.start()
+  q.add('vol-1')
+  await tick()
+  t.equal(seen.length, 1)
+  t.equal(seen[0]!.aborted, false, 'not aborted while running normally')
+  const stopping = q.shutdown()
+  t.equal(seen[0]!.aborted, true, 'aborted as shutdown begins, so the reconcile can stop at its next step')
+  gate.resolve()
+  await stopping
+})

@@ -357,6 +357,16 @@ t.test('a renewal requested after the stored pair was lost is not reported ready
   t.match(s.reconciler.status(s.volumeId), { ready: false }, 'nothing is served from a lost pair: not ready while it is requested')
 })
 
+
+t.test('an aborted signal (shutdown) ends a reconcile before its next step, with nothing done', async t => {
+  const { s } = await recorded(t)
+  const stopped = new AbortController()
+  stopped.abort()
+  t.equal(await s.reconciler.reconcile(s.volumeId, stopped.signal), undefined)
+  t.same(s.requests.creates, [], 'no request')
+  t.equal(await exists(join(s.store.volumeDir(s.volumeId), 'pending-key.pem')), false, 'no key made')
+})
+
 t.test('every step kind the planner can return was walked through the executor above', async t => {
   // Read from the source as well, so a new kind fails here even without tsc.
   const plan = await readFile(new URL('../../src/reconcile/plan.ts', import.meta.url), 'utf8')
