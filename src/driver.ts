@@ -155,7 +155,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   return {
     reconciler,
     publisher: new ReconcilingPublisher({
-      nodeId: config.nodeId, store, enqueue, reconciler, now: Date.now,
+      nodeId: config.nodeId, store, enqueue, reconciler, statuses: reconciler.statuses, now: Date.now,
       // Local first, like a teardown: the requests the cache knows go to the janitor.
       releaseOrphan: async (volumeId, targetPath) => {
         const known = informer.forVolume(volumeId).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name }))

@@ -5,14 +5,17 @@ import type { VolumePublisher, PublishRequest } from '../csi/node.js'
 import { DeadlineExceededError, FailedPreconditionError, ResourceExhaustedError } from '../errors.js'
 import { isNoSpace } from '../host/files.js'
 import type { VolumeRecord } from './record.js'
-import type { Reconciler, RecordStore, VolumeStatus } from './reconciler.js'
+import type { Reconciler, RecordStore } from './reconciler.js'
+import type { VolumeStatus, VolumeStatuses } from './status.js'
 import { RecordConflictError, revisionOf } from '../state/store.js'
 
 export interface PublisherDeps {
   nodeId: string
   store: RecordStore
   enqueue: (volumeId: string) => void
-  reconciler: Pick<Reconciler, 'status' | 'watchStatus' | 'forceTeardown' | 'reportDataRootFull'>
+  /** Read, never written: the reconciler concludes each volume's status. */
+  statuses: Pick<VolumeStatuses, 'get' | 'watch'>
+  reconciler: Pick<Reconciler, 'forceTeardown' | 'reportDataRootFull'>
   now: () => number
   /** Unmounts a target no record knows (the record was lost) and deletes its requests: see unpublish. */
   releaseOrphan: (volumeId: string, targetPath: string) => Promise<void>
@@ -23,7 +26,7 @@ export class ReconcilingPublisher implements VolumePublisher {
 
   async publish(req: PublishRequest, signal: AbortSignal): Promise<void> {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
-    const status = this.d.reconciler.status(req.volumeId)
+    const status = this.d.statuses.get(req.volumeId)
     if (status?.ready && status.targetPath === req.targetPath && !this.unpublishing.has(req.volumeId)) return
     await this.updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
@@ -117,7 +120,7 @@ export class ReconcilingPublisher implements VolumePublisher {
         }
       }
       const onAbort = (): void => finish(new DeadlineExceededError(timeoutMessage(last)))
-      const unsubscribe = this.d.reconciler.watchStatus(volumeId, check)
+      const unsubscribe = this.d.statuses.watch(volumeId, check)
       signal.addEventListener('abort', onAbort, { once: true })
       if (signal.aborted) return onAbort()
       this.d.enqueue(volumeId)

@@ -8,6 +8,7 @@
 import { X509Certificate } from 'node:crypto'
 import { access, rmdir } from 'node:fs/promises'
 import { isNoSpace } from '../host/files.js'
+import { VolumeStatuses, type VolumeStatus } from './status.js'
 import { VolumeDir, type AtomicFolders } from '../state/volume-dir.js'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
@@ -52,16 +53,7 @@ export interface MountOps {
 /** The atomic folder writer a volume's folder uses (src/state/volume-dir.ts). */
 export type PublishedDir = AtomicFolders
 
-export interface VolumeStatus {
-  ready: boolean
-  message: string
-  /** A terminal failure is recorded and no request is in flight: waiting will not help soon. */
-  failed: boolean
-  /** The record is gone (unpublished or never published). */
-  gone: boolean
-  /** Where the volume is (to be) mounted, as last reconciled. */
-  targetPath?: string
-}
+export type { VolumeStatus } from './status.js'
 
 export interface ReconcilerDeps {
   nodeId: string
@@ -117,8 +109,8 @@ const DELETED_MEMORY_MS = 10 * 60_000
 const REQUEST_RECHECK_MS = 60_000
 
 export class Reconciler {
-  private readonly statuses = new Map<string, VolumeStatus>()
-  private readonly listeners = new Map<string, Set<(s: VolumeStatus) => void>>()
+  /** What each volume's last reconcile concluded (src/reconcile/status.ts); written only here. */
+  readonly statuses = new VolumeStatuses()
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -128,18 +120,7 @@ export class Reconciler {
 
   /** Volumes this process has reconciled and not forgotten. */
   knownVolumes(): IterableIterator<string> {
-    return this.statuses.keys()
-  }
-
-  /** Calls fn with every status this volume reaches, until the returned function is called. */
-  watchStatus(volumeId: string, fn: (s: VolumeStatus) => void): () => void {
-    let set = this.listeners.get(volumeId)
-    if (!set) this.listeners.set(volumeId, (set = new Set()))
-    set.add(fn)
-    return () => {
-      set.delete(fn)
-      if (set.size === 0) this.listeners.delete(volumeId)
-    }
+    return this.statuses.volumes()
   }
 
   /**
@@ -235,13 +216,10 @@ export class Reconciler {
 
   private setStatus(volumeId: string, s: VolumeStatus): void {
     if (s.gone) {
-      this.statuses.delete(volumeId)
       this.described.delete(volumeId)
       this.d.onVolumeState?.(volumeId, undefined)
-    } else {
-      this.statuses.set(volumeId, s)
     }
-    for (const fn of this.listeners.get(volumeId) ?? []) fn(s)
+    this.statuses.set(volumeId, s)
   }
 
   // ---- observation ------------------------------------------------------
