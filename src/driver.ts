@@ -1,14 +1,14 @@
 // Assembles the reconciling driver: store, informer, queue, reconciler and
 // the publisher the CSI Node service calls. main.ts only passes config in.
 import { loadKubeConfig } from './kube/config.js'
-import { access, constants, rmdir } from 'node:fs/promises'
+import { access, constants } from 'node:fs/promises'
 import type { DataRootLock } from './host/data-root-lock.js'
 import { TombstoneStore } from './state/tombstones.js'
 import { RequestJanitor } from './reconcile/request-janitor.js'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { DriverMetrics } from './metrics/metrics.js'
-import { VolumeStore, volumeDirName } from './state/store.js'
+import { VolumeStore } from './state/store.js'
 import { Mounter } from './host/mounts.js'
 import { writeAtomically, readPublished, clearPublished } from './host/atomic-dir.js'
 import { SpaceWatch } from './host/space-watch.js'
@@ -19,6 +19,7 @@ import { WorkQueue, type Backoff } from './reconcile/queue.js'
 import { Semaphore } from './reconcile/semaphore.js'
 import { Reconciler } from './reconcile/reconciler.js'
 import { ReconcilingPublisher } from './reconcile/publisher.js'
+import { releaseOrphan } from './reconcile/orphan.js'
 import { validateRecord, type VolumeRecord } from './reconcile/record.js'
 
 export interface DriverConfig {
@@ -156,23 +157,10 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     reconciler,
     publisher: new ReconcilingPublisher({
       nodeId: config.nodeId, store, enqueue, reconciler, statuses: reconciler.statuses, now: Date.now,
-      // Local first, like a teardown: the requests the cache knows go to the janitor.
-      releaseOrphan: async (volumeId, targetPath) => {
-        const known = informer.forVolume(volumeId).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name }))
-        if (known.length > 0) await janitor.bury({ volumeId, requests: known, namespaces: [], createdAt: new Date().toISOString() })
-        // Only a bind of this volume's own folder on our tmpfs is ours to
-        // undo: whatever else is mounted at a path a caller names is left alone.
-        const [at, dataRoot] = await Promise.all([mounter.mountAt(targetPath), mounter.mountAt(config.dataRoot)])
-        if (at && dataRoot && at.device === dataRoot.device && at.root.startsWith(`/volumes/${volumeDirName(volumeId)}/`)) {
-          await mounter.unmount(targetPath)
-          await rmdir(targetPath).catch(() => undefined)
-        } else if (at) {
-          logger.warn({ volumeId, targetPath, source: at.root, fsType: at.fsType }, 'unpublish of a volume no record knows: what is mounted at its target is not from this driver; left alone')
-        }
-        // With no record nothing will ever reconcile the folder: its key goes now.
-        await store.remove(volumeId)
-        logger.warn({ volumeId, targetPath, unmounted: at !== undefined }, 'released a volume no record knows')
-      },
+      releaseOrphan: (volumeId, targetPath) => releaseOrphan({
+        dataRoot: config.dataRoot, mounter, store, janitor, logger,
+        knownRequests: id => informer.forVolume(id).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name })),
+      }, volumeId, targetPath),
     }),
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
     stop: async () => {

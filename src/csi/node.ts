@@ -1,6 +1,7 @@
 // The CSI Node service. Handlers validate, then hand the volume to a
-// VolumePublisher (the reconciler, eventually) and wait for it. They never
-// touch keys, files or mounts themselves.
+// VolumePublisher (src/reconcile/publisher.ts: it records desired state and
+// waits for the reconciler) and answer with what it says. They never touch
+// keys, files or mounts themselves.
 
 import { DeadlineExceededError, UnavailableError, UnimplementedError, isDriverError } from '../errors.js'
 import { parseVolumeAttributes } from '../volume/spec.js'
