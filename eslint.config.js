@@ -25,6 +25,16 @@ export default tseslint.config(
     },
   },
   {
+    // One style for private members in the driver: #private (private at run time too).
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', {
+        selector: ":matches(PropertyDefinition, MethodDefinition[kind!='constructor'], TSParameterProperty)[accessibility='private']",
+        message: 'Use a #private member: one style for private members in src/.',
+      }],
+    },
+  },
+  {
     // Tests read JSON the API answers and poke at internals on purpose.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -66,47 +66,49 @@ export interface RegistrationState {
 
 export class RegistrationServer {
   readonly socketPath: string
-  private readonly server = new Server()
-  private readonly log: Logger
-  private state: RegistrationState = {}
-  private stopping: Promise<void> | undefined
+  readonly #server = new Server()
+  readonly #log: Logger
+  #state: RegistrationState = {}
+  #stopping: Promise<void> | undefined
 
-  constructor(private readonly opts: RegistrationServerOptions) {
+  readonly #opts: RegistrationServerOptions
+  constructor(opts: RegistrationServerOptions) {
+    this.#opts = opts
     this.socketPath = registrationSocketPath(opts.registrationDir, opts.driverName)
-    this.log = opts.logger.child({ component: 'registration' })
+    this.#log = opts.logger.child({ component: 'registration' })
     const handlers: RegistrationHandlers = {
       GetInfo: (_call: ServerUnaryCall<InfoRequest__Output, PluginInfo>, callback: sendUnaryData<PluginInfo>) => {
-        this.log.debug('kubelet asked for plugin info')
+        this.#log.debug('kubelet asked for plugin info')
         callback(null, this.info())
       },
       NotifyRegistrationStatus: (
         call: ServerUnaryCall<RegistrationStatus__Output, RegistrationStatusResponse>,
         callback: sendUnaryData<RegistrationStatusResponse>,
       ) => {
-        this.onStatus(call.request)
+        this.#onStatus(call.request)
         callback(null, {})
       },
     }
-    this.server.addService(loadRegistrationProto().Registration.service, handlers)
+    this.#server.addService(loadRegistrationProto().Registration.service, handlers)
   }
 
   /** What GetInfo answers. */
   info(): Required<PluginInfo> {
     return {
       type: CSI_PLUGIN_TYPE,
-      name: this.opts.driverName,
-      endpoint: this.opts.endpoint,
+      name: this.#opts.driverName,
+      endpoint: this.#opts.endpoint,
       supported_versions: [...SUPPORTED_VERSIONS],
     }
   }
 
   /** The kubelet's last word on our registration. */
   status(): RegistrationState {
-    return { ...this.state }
+    return { ...this.#state }
   }
 
   async start(): Promise<void> {
-    await mkdir(this.opts.registrationDir, { recursive: true })
+    await mkdir(this.#opts.registrationDir, { recursive: true })
     // A driver killed with SIGKILL leaves its socket; binding would fail. The
     // kubelet sees the old socket go and the new one come, and registers anew.
     const st = await lstat(this.socketPath).catch((err: NodeJS.ErrnoException) => {
@@ -116,40 +118,40 @@ export class RegistrationServer {
     if (st !== undefined) {
       if (!st.isSocket()) throw new Error(`${this.socketPath} exists and is not a socket; refusing to replace it`)
       await rm(this.socketPath)
-      this.log.info({ socket: this.socketPath }, 'removed stale registration socket')
+      this.#log.info({ socket: this.socketPath }, 'removed stale registration socket')
     }
     await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix://${this.socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
+      this.#server.bindAsync(`unix://${this.socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
     })
-    this.log.info({ socket: this.socketPath, endpoint: this.opts.endpoint, driver_name: this.opts.driverName }, 'registration server listening for the kubelet')
+    this.#log.info({ socket: this.socketPath, endpoint: this.#opts.endpoint, driver_name: this.#opts.driverName }, 'registration server listening for the kubelet')
   }
 
   /** Removes the socket first (the kubelet deregisters the driver), then stops serving. */
   stop(): Promise<void> {
-    this.stopping ??= (async () => {
+    this.#stopping ??= (async () => {
       await rm(this.socketPath, { force: true })
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
-          this.server.forceShutdown()
+          this.#server.forceShutdown()
           resolve()
         }, 2_000)
-        this.server.tryShutdown(() => {
+        this.#server.tryShutdown(() => {
           clearTimeout(timer)
           resolve()
         })
       })
-      this.log.info('registration server stopped')
+      this.#log.info('registration server stopped')
     })()
-    return this.stopping
+    return this.#stopping
   }
 
-  private onStatus(req: RegistrationStatus__Output): void {
-    this.state = req.plugin_registered ? { registered: true } : { registered: false, error: req.error }
+  #onStatus(req: RegistrationStatus__Output): void {
+    this.#state = req.plugin_registered ? { registered: true } : { registered: false, error: req.error }
     if (req.plugin_registered) {
-      this.log.info({ driver_name: this.opts.driverName, endpoint: this.opts.endpoint }, 'registered with the kubelet')
+      this.#log.info({ driver_name: this.#opts.driverName, endpoint: this.#opts.endpoint }, 'registered with the kubelet')
     } else {
-      this.log.error(
-        { driver_name: this.opts.driverName, endpoint: this.opts.endpoint, error: req.error },
+      this.#log.error(
+        { driver_name: this.#opts.driverName, endpoint: this.#opts.endpoint, error: req.error },
         `the kubelet refused the registration: ${req.error || '(no reason given)'}`,
       )
     }

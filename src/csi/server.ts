@@ -34,24 +34,26 @@ export interface StopOptions {
 }
 
 export class CsiServer {
-  private readonly server = new Server()
-  private readonly inFlight = new Set<AbortController>()
-  private readonly now: () => number
-  private stopping: Promise<void> | undefined
+  readonly #server = new Server()
+  readonly #inFlight = new Set<AbortController>()
+  readonly #now: () => number
+  #stopping: Promise<void> | undefined
 
-  constructor(private readonly opts: CsiServerOptions) {
-    this.now = opts.now ?? (() => performance.now())
+  readonly #opts: CsiServerOptions
+  constructor(opts: CsiServerOptions) {
+    this.#opts = opts
+    this.#now = opts.now ?? (() => performance.now())
     const csi = loadCsiProto()
-    this.server.addService(csi.Identity.service, this.wrapAll(opts.identity))
-    this.server.addService(csi.Node.service, this.wrapAll(opts.node))
+    this.#server.addService(csi.Identity.service, this.#wrapAll(opts.identity))
+    this.#server.addService(csi.Node.service, this.#wrapAll(opts.node))
   }
 
   async start(): Promise<void> {
-    const { socketPath, logger } = this.opts
+    const { socketPath, logger } = this.#opts
     await mkdir(dirname(socketPath), { recursive: true })
     await removeStaleSocket(socketPath, logger)
     await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
+      this.#server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()))
     })
     logger.info({ socket: socketPath }, 'CSI server listening')
   }
@@ -62,30 +64,30 @@ export class CsiServer {
    * forceAfterMs more the connections are cut. The socket file is removed.
    */
   stop(opts: StopOptions = {}): Promise<void> {
-    this.stopping ??= this.shutdown(opts.graceMs ?? 10_000, opts.forceAfterMs ?? 2_000)
-    return this.stopping
+    this.#stopping ??= this.#shutdown(opts.graceMs ?? 10_000, opts.forceAfterMs ?? 2_000)
+    return this.#stopping
   }
 
   /** Cuts everything short now: the answer to a second SIGTERM. A pending stop() then finishes. */
   kill(): void {
-    for (const ac of this.inFlight) ac.abort(new Error('driver shutting down'))
-    this.server.forceShutdown()
+    for (const ac of this.#inFlight) ac.abort(new Error('driver shutting down'))
+    this.#server.forceShutdown()
   }
 
-  private async shutdown(graceMs: number, forceAfterMs: number): Promise<void> {
-    const { logger, socketPath } = this.opts
-    logger.info({ in_flight: this.inFlight.size }, 'CSI server stopping')
+  async #shutdown(graceMs: number, forceAfterMs: number): Promise<void> {
+    const { logger, socketPath } = this.#opts
+    logger.info({ in_flight: this.#inFlight.size }, 'CSI server stopping')
     await new Promise<void>((resolve) => {
       let forceTimer: NodeJS.Timeout | undefined
       const abortTimer = setTimeout(() => {
-        for (const ac of this.inFlight) ac.abort(new Error('driver shutting down'))
+        for (const ac of this.#inFlight) ac.abort(new Error('driver shutting down'))
         forceTimer = setTimeout(() => {
-          logger.warn({ in_flight: this.inFlight.size }, 'calls still in flight; closing connections')
-          this.server.forceShutdown()
+          logger.warn({ in_flight: this.#inFlight.size }, 'calls still in flight; closing connections')
+          this.#server.forceShutdown()
           resolve()
         }, forceAfterMs)
       }, graceMs)
-      this.server.tryShutdown(() => {
+      this.#server.tryShutdown(() => {
         clearTimeout(abortTimer)
         clearTimeout(forceTimer)
         resolve()
@@ -95,22 +97,22 @@ export class CsiServer {
     logger.info('CSI server stopped')
   }
 
-  private wrapAll(service: object): UntypedServiceImplementation {
+  #wrapAll(service: object): UntypedServiceImplementation {
     return Object.fromEntries(
-      Object.entries(service).map(([method, handler]) => [method, this.wrap(method, handler as AsyncUnary<unknown, unknown>)]),
+      Object.entries(service).map(([method, handler]) => [method, this.#wrap(method, handler as AsyncUnary<unknown, unknown>)]),
     )
   }
 
-  private wrap(method: string, handler: AsyncUnary<unknown, unknown>) {
+  #wrap(method: string, handler: AsyncUnary<unknown, unknown>) {
     return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void => {
-      const started = this.now()
+      const started = this.#now()
       const volumeId = (call.request as { volume_id?: unknown } | null)?.volume_id
-      const log = this.opts.logger.child({ method, ...(typeof volumeId === 'string' && volumeId !== '' ? { volume_id: volumeId } : {}) })
+      const log = this.#opts.logger.child({ method, ...(typeof volumeId === 'string' && volumeId !== '' ? { volume_id: volumeId } : {}) })
       const req = redactRequest(call.request)
       log.debug({ req }, 'call started')
 
       const ac = new AbortController()
-      this.inFlight.add(ac)
+      this.#inFlight.add(ac)
       // grpc-js emits 'cancelled' for client cancels and passed deadlines alike.
       call.on('cancelled', () => ac.abort(new Error('call cancelled by the client or its deadline passed')))
 
@@ -122,16 +124,16 @@ export class CsiServer {
       }
       result.then(
         (res) => {
-          this.inFlight.delete(ac)
-          const fields = { code: 'OK', duration_ms: this.elapsed(started) }
+          this.#inFlight.delete(ac)
+          const fields = { code: 'OK', duration_ms: this.#elapsed(started) }
           if (QUIET_METHODS.has(method)) log.debug(fields, 'call finished')
           else log.info(fields, 'call finished')
           callback(null, res)
         },
         (err: unknown) => {
-          this.inFlight.delete(ac)
+          this.#inFlight.delete(ac)
           const st = toStatus(err)
-          const fields = { code: statusName(st.code), duration_ms: this.elapsed(started), error: st.details, req }
+          const fields = { code: statusName(st.code), duration_ms: this.#elapsed(started), error: st.details, req }
           if (st.code === status.INTERNAL) log.error({ ...fields, err }, 'call failed')
           else log.warn(fields, 'call failed')
           callback(st)
@@ -140,8 +142,8 @@ export class CsiServer {
     }
   }
 
-  private elapsed(started: number): number {
-    return Math.round((this.now() - started) * 10) / 10
+  #elapsed(started: number): number {
+    return Math.round((this.#now() - started) * 10) / 10
   }
 }
 

@@ -29,8 +29,11 @@ export interface DataRootLockOptions {
 
 export class DataRootLock {
   readonly #holders: ChildProcess[] = []
+  readonly #waitMs: number
 
-  private constructor(readonly dataRoot: string, private readonly waitMs: number) {}
+  private constructor(readonly dataRoot: string, waitMs: number) {
+    this.#waitMs = waitMs
+  }
 
   /** Locks the data root as it is now, or throws DataRootInUseError naming the holder. */
   static async acquire(dataRoot: string, opts: DataRootLockOptions = {}): Promise<DataRootLock> {
@@ -42,7 +45,7 @@ export class DataRootLock {
 
   /** Locks whatever the path resolves to now (call after mounting on it), and writes our pid there. */
   async lockAgain(): Promise<void> {
-    const deadline = Date.now() + this.waitMs
+    const deadline = Date.now() + this.#waitMs
     for (;;) {
       const holder = await tryLock(this.dataRoot)
       if (holder) {

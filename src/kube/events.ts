@@ -32,24 +32,29 @@ export interface EventRecorderOptions {
 }
 
 export class KubeEventRecorder implements EventRecorder {
-  private readonly api: EventsV1Api
-  private readonly controller: string
-  private readonly timeoutMs: number
-  private readonly limiter: EventLimiter
-  private readonly now: () => number
+  readonly #api: EventsV1Api
+  readonly #controller: string
+  readonly #timeoutMs: number
+  readonly #limiter: EventLimiter
+  readonly #now: () => number
 
-  constructor(kc: KubeConfig, private readonly nodeId: string, private readonly logger: Logger, opts: EventRecorderOptions = {}) {
-    this.api = kc.makeApiClient(EventsV1Api)
-    this.controller = opts.controller ?? 'csi.cert-manager.io'
-    this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
-    this.limiter = new EventLimiter(opts.limits)
-    this.now = opts.now ?? Date.now
+  readonly #nodeId: string
+
+  readonly #logger: Logger
+  constructor(kc: KubeConfig, nodeId: string, logger: Logger, opts: EventRecorderOptions = {}) {
+    this.#nodeId = nodeId
+    this.#logger = logger
+    this.#api = kc.makeApiClient(EventsV1Api)
+    this.#controller = opts.controller ?? 'csi.cert-manager.io'
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
+    this.#limiter = new EventLimiter(opts.limits)
+    this.#now = opts.now ?? Date.now
   }
 
   record(regarding: ObjectRef, type: EventType, reason: string, action: string, givenNote: string): void {
-    const decision = this.limiter.decide(`${regarding.kind}/${regarding.namespace}/${regarding.name}/${type}/${reason}`, this.now())
+    const decision = this.#limiter.decide(`${regarding.kind}/${regarding.namespace}/${regarding.name}/${type}/${reason}`, this.#now())
     if (!decision.send) {
-      this.logger.debug({ reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'Event rate limited')
+      this.#logger.debug({ reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'Event rate limited')
       return
     }
     const note = decision.suppressedBefore > 0 ? `${givenNote} (${decision.suppressedBefore} similar Events held back)` : givenNote
@@ -57,16 +62,16 @@ export class KubeEventRecorder implements EventRecorder {
       metadata: { name: `${regarding.name.slice(0, 200)}.${randomBytes(8).toString('hex')}`, namespace: regarding.namespace },
       // events.k8s.io/v1 insists on microsecond precision: a Date serialises with milliseconds.
       eventTime: new V1MicroTime(),
-      reportingController: this.controller,
-      reportingInstance: `${this.controller}/${this.nodeId}`.slice(0, 128),
+      reportingController: this.#controller,
+      reportingInstance: `${this.#controller}/${this.#nodeId}`.slice(0, 128),
       action,
       reason,
       type,
       note: note.slice(0, 1024),
       regarding: { apiVersion: regarding.apiVersion, kind: regarding.kind, name: regarding.name, namespace: regarding.namespace, ...(regarding.uid ? { uid: regarding.uid } : {}) },
     }
-    withTimeout('Event create', this.timeoutMs, options => this.api.createNamespacedEvent({ namespace: regarding.namespace, body }, options)).catch((err: unknown) => {
-      this.logger.warn({ err, reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'could not record an Event')
+    withTimeout('Event create', this.#timeoutMs, options => this.#api.createNamespacedEvent({ namespace: regarding.namespace, body }, options)).catch((err: unknown) => {
+      this.#logger.warn({ err, reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'could not record an Event')
     })
   }
 }

@@ -114,47 +114,49 @@ export function objectKey(obj: ObjectWithMeta | undefined): string | undefined {
 type WatchOutcome = 'closed' | 'gone' | 'relist' | 'stopped'
 
 export class Reflector<T extends ObjectWithMeta> {
-  private readonly store = new Map<string, T>()
-  private readonly stopController = new AbortController()
-  private readonly clock: Clock
-  private readonly random: () => number
-  private readonly backoff: Backoff
-  private readonly relistPeriodMs: number
-  private resourceVersion = ''
-  private nextRelistAt = 0
-  private failures = 0
-  private failedSinceList = false
-  private hasSynced = false
-  private loop?: Promise<void>
-  private resolveSynced!: () => void
-  private readonly syncedOnce = new Promise<void>(resolve => (this.resolveSynced = resolve))
+  readonly #store = new Map<string, T>()
+  readonly #stopController = new AbortController()
+  readonly #clock: Clock
+  readonly #random: () => number
+  readonly #backoff: Backoff
+  readonly #relistPeriodMs: number
+  #resourceVersion = ''
+  #nextRelistAt = 0
+  #failures = 0
+  #failedSinceList = false
+  #hasSynced = false
+  #loop?: Promise<void>
+  #resolveSynced!: () => void
+  readonly #syncedOnce = new Promise<void>(resolve => (this.#resolveSynced = resolve))
   /** Ends the backoff wait now: set while the loop waits out a failure. */
-  private wakeFromBackoff?: () => void
-  private lastWokenAt = -Infinity
+  #wakeFromBackoff?: () => void
+  #lastWokenAt = -Infinity
 
-  constructor(private readonly opts: ReflectorOptions<T>) {
-    this.clock = opts.clock ?? realClock
-    this.random = opts.random ?? Math.random
-    this.backoff = opts.backoff ?? DEFAULT_BACKOFF
-    this.relistPeriodMs = opts.relistPeriodMs ?? DEFAULT_RELIST_PERIOD_MS
+  readonly #opts: ReflectorOptions<T>
+  constructor(opts: ReflectorOptions<T>) {
+    this.#opts = opts
+    this.#clock = opts.clock ?? realClock
+    this.#random = opts.random ?? Math.random
+    this.#backoff = opts.backoff ?? DEFAULT_BACKOFF
+    this.#relistPeriodMs = opts.relistPeriodMs ?? DEFAULT_RELIST_PERIOD_MS
   }
 
   /** True once a LIST has succeeded; stays true (the cache may be stale, never empty by mistake). */
   get synced(): boolean {
-    return this.hasSynced
+    return this.#hasSynced
   }
 
   /** Consecutive failures the backoff is counting. */
   get consecutiveFailures(): number {
-    return this.failures
+    return this.#failures
   }
 
   get lastResourceVersion(): string {
-    return this.resourceVersion
+    return this.#resourceVersion
   }
 
   get(key: string): T | undefined {
-    return this.store.get(key)
+    return this.#store.get(key)
   }
 
   /**
@@ -163,103 +165,103 @@ export class Reflector<T extends ObjectWithMeta> {
    * when stop() comes first, with `synced` still false.
    */
   start(): Promise<void> {
-    if (this.stopping) return Promise.resolve()
-    this.loop ??= this.run()
-    return Promise.race([this.syncedOnce, this.loop])
+    if (this.#stopping) return Promise.resolve()
+    this.#loop ??= this.#run()
+    return Promise.race([this.#syncedOnce, this.#loop])
   }
 
   /** Ends the loop: the watch is aborted, no timer is left, nothing is logged as a failure. */
   async stop(): Promise<void> {
-    this.stopController.abort()
-    await this.loop
+    this.#stopController.abort()
+    await this.#loop
   }
 
-  private get stopping(): boolean {
-    return this.stopController.signal.aborted
+  get #stopping(): boolean {
+    return this.#stopController.signal.aborted
   }
 
-  private async run(): Promise<void> {
+  async #run(): Promise<void> {
     let needList = true
-    while (!this.stopping) {
+    while (!this.#stopping) {
       let op: 'list' | 'watch' = 'list'
       try {
         if (needList) {
-          await this.listAndDiff()
+          await this.#listAndDiff()
           needList = false
         }
         op = 'watch'
-        const outcome = await this.watchOnce()
+        const outcome = await this.#watchOnce()
         if (outcome === 'gone' || outcome === 'relist') needList = true
       } catch (err) {
-        if (this.stopping) break
+        if (this.#stopping) break
         needList = true
-        this.failures++
-        this.failedSinceList = true
-        const retryInMs = backoffDelay(this.failures, this.backoff, this.random)
-        this.opts.logger.warn({ err, op, failures: this.failures, retryInMs }, `${this.opts.what} ${op} failed; will LIST again`)
-        await this.sleep(retryInMs, wake => (this.wakeFromBackoff = wake))
-        this.wakeFromBackoff = undefined
+        this.#failures++
+        this.#failedSinceList = true
+        const retryInMs = backoffDelay(this.#failures, this.#backoff, this.#random)
+        this.#opts.logger.warn({ err, op, failures: this.#failures, retryInMs }, `${this.#opts.what} ${op} failed; will LIST again`)
+        await this.#sleep(retryInMs, wake => (this.#wakeFromBackoff = wake))
+        this.#wakeFromBackoff = undefined
       }
     }
   }
 
-  private async listAndDiff(): Promise<void> {
-    const list = await this.opts.listWatch.list(this.stopController.signal)
-    if (this.stopping) return
-    if (!list.resourceVersion) throw new Error(`${this.opts.what} LIST answered without a resourceVersion`)
-    this.diff(list.items)
-    this.resourceVersion = list.resourceVersion
-    this.nextRelistAt = this.clock.now() + this.relistPeriodMs
-    if (!this.hasSynced) {
-      this.hasSynced = true
-      this.resolveSynced()
+  async #listAndDiff(): Promise<void> {
+    const list = await this.#opts.listWatch.list(this.#stopController.signal)
+    if (this.#stopping) return
+    if (!list.resourceVersion) throw new Error(`${this.#opts.what} LIST answered without a resourceVersion`)
+    this.#diff(list.items)
+    this.#resourceVersion = list.resourceVersion
+    this.#nextRelistAt = this.#clock.now() + this.#relistPeriodMs
+    if (!this.#hasSynced) {
+      this.#hasSynced = true
+      this.#resolveSynced()
     }
-    this.opts.logger.debug({ items: list.items.length, resourceVersion: list.resourceVersion }, `${this.opts.what} LIST`)
-    if (this.failedSinceList) {
-      this.failedSinceList = false
-      this.opts.logger.info({ failures: this.failures }, `${this.opts.what} LIST succeeded again`)
-      this.call(() => this.opts.onRecovered?.())
+    this.#opts.logger.debug({ items: list.items.length, resourceVersion: list.resourceVersion }, `${this.#opts.what} LIST`)
+    if (this.#failedSinceList) {
+      this.#failedSinceList = false
+      this.#opts.logger.info({ failures: this.#failures }, `${this.#opts.what} LIST succeeded again`)
+      this.#call(() => this.#opts.onRecovered?.())
     }
   }
 
   /** The cache becomes the list: deletes for what vanished, adds and updates for the rest. */
-  private diff(items: T[]): void {
+  #diff(items: T[]): void {
     const fresh = new Map<string, T>()
     for (const item of items) {
       const k = objectKey(item)
       if (k) fresh.set(k, item)
     }
-    for (const [k, old] of [...this.store]) {
+    for (const [k, old] of [...this.#store]) {
       if (fresh.has(k)) continue
-      this.store.delete(k)
-      this.call(() => this.opts.handlers.delete(old))
+      this.#store.delete(k)
+      this.#call(() => this.#opts.handlers.delete(old))
     }
-    for (const [k, obj] of fresh) this.upsert(k, obj)
+    for (const [k, obj] of fresh) this.#upsert(k, obj)
   }
 
-  private upsert(k: string, obj: T): void {
-    const old = this.store.get(k)
-    this.store.set(k, obj)
-    if (!old) this.call(() => this.opts.handlers.add(obj))
-    else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.call(() => this.opts.handlers.update(obj, old))
+  #upsert(k: string, obj: T): void {
+    const old = this.#store.get(k)
+    this.#store.set(k, obj)
+    if (!old) this.#call(() => this.#opts.handlers.add(obj))
+    else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.#call(() => this.#opts.handlers.update(obj, old))
   }
 
-  private async watchOnce(): Promise<WatchOutcome> {
-    if (this.stopping) return 'stopped'
+  async #watchOnce(): Promise<WatchOutcome> {
+    if (this.#stopping) return 'stopped'
     const ac = new AbortController()
     const stopWatch = (): void => ac.abort()
-    this.stopController.signal.addEventListener('abort', stopWatch, { once: true })
-    const minTimeoutMs = this.opts.minWatchTimeoutMs ?? DEFAULT_RELIST_PERIOD_MS
-    const timeoutSeconds = Math.max(1, Math.floor((minTimeoutMs / 1000) * (1 + this.random())))
-    const stallMs = timeoutSeconds * 1000 + (this.opts.stallSlackMs ?? 30_000)
-    const startedAt = this.clock.now()
+    this.#stopController.signal.addEventListener('abort', stopWatch, { once: true })
+    const minTimeoutMs = this.#opts.minWatchTimeoutMs ?? DEFAULT_RELIST_PERIOD_MS
+    const timeoutSeconds = Math.max(1, Math.floor((minTimeoutMs / 1000) * (1 + this.#random())))
+    const stallMs = timeoutSeconds * 1000 + (this.#opts.stallSlackMs ?? 30_000)
+    const startedAt = this.#clock.now()
     let ended: 'relist' | 'stalled' | undefined
     let errorStatus: { code?: number; message?: string; reason?: string } | undefined
     let events = 0
     let opened = false
     const timers = new Set<unknown>()
     const after = (ms: number, fn: () => void): unknown => {
-      const h = this.clock.setTimeout(() => {
+      const h = this.#clock.setTimeout(() => {
         timers.delete(h)
         fn()
       }, ms)
@@ -267,14 +269,14 @@ export class Reflector<T extends ObjectWithMeta> {
       return h
     }
     const cancel = (h: unknown): void => {
-      this.clock.clearTimeout(h)
+      this.#clock.clearTimeout(h)
       timers.delete(h)
     }
     const end = (why: 'relist' | 'stalled'): void => {
       ended ??= why
       ac.abort()
     }
-    after(Math.max(0, this.nextRelistAt - this.clock.now()), () => end('relist'))
+    after(Math.max(0, this.#nextRelistAt - this.#clock.now()), () => end('relist'))
     // No event, no bookmark, no close for longer than the server promised to
     // keep the watch open: the connection is dead without saying so.
     let stall = after(stallMs, () => end('stalled'))
@@ -286,13 +288,13 @@ export class Reflector<T extends ObjectWithMeta> {
       if (opened || ac.signal.aborted) return
       opened = true
       alive()
-      after(this.opts.healthyAfterMs ?? 30_000, () => this.healthy())
+      after(this.#opts.healthyAfterMs ?? 30_000, () => this.#healthy())
     }
 
     let failure: unknown
     try {
-      await this.opts.listWatch.watch({
-        resourceVersion: this.resourceVersion,
+      await this.#opts.listWatch.watch({
+        resourceVersion: this.#resourceVersion,
         timeoutSeconds,
         signal: ac.signal,
         onOpen: open,
@@ -306,75 +308,75 @@ export class Reflector<T extends ObjectWithMeta> {
             return
           }
           events++
-          this.apply(type, obj)
+          this.#apply(type, obj)
         },
       })
     } catch (err) {
       failure = err
     } finally {
       for (const h of [...timers]) cancel(h)
-      this.stopController.signal.removeEventListener('abort', stopWatch)
+      this.#stopController.signal.removeEventListener('abort', stopWatch)
     }
 
-    if (this.stopping) return 'stopped'
+    if (this.#stopping) return 'stopped'
     if (ended === 'relist') {
-      this.opts.logger.debug({ resourceVersion: this.resourceVersion }, `${this.opts.what} periodic re-list`)
+      this.#opts.logger.debug({ resourceVersion: this.#resourceVersion }, `${this.#opts.what} periodic re-list`)
       return 'relist'
     }
-    if (ended === 'stalled') throw new Error(`${this.opts.what} watch stalled: nothing received for ${Math.round(stallMs / 1000)}s`)
+    if (ended === 'stalled') throw new Error(`${this.#opts.what} watch stalled: nothing received for ${Math.round(stallMs / 1000)}s`)
     if (errorStatus) {
-      if (errorStatus.code === 410) return this.gone()
-      throw new Error(`${this.opts.what} watch ERROR event: ${errorStatus.message ?? errorStatus.reason ?? 'no message'}`, { cause: errorStatus })
+      if (errorStatus.code === 410) return this.#gone()
+      throw new Error(`${this.#opts.what} watch ERROR event: ${errorStatus.message ?? errorStatus.reason ?? 'no message'}`, { cause: errorStatus })
     }
     if (failure !== undefined) {
-      if (apiStatus(failure) === 410) return this.gone()
+      if (apiStatus(failure) === 410) return this.#gone()
       // The watch's own failure, passed on as it came.
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw failure
     }
-    if (events === 0 && this.clock.now() - startedAt < VERY_SHORT_WATCH_MS) {
-      throw new Error(`${this.opts.what} watch closed at once without an event`)
+    if (events === 0 && this.#clock.now() - startedAt < VERY_SHORT_WATCH_MS) {
+      throw new Error(`${this.#opts.what} watch closed at once without an event`)
     }
     return 'closed'
   }
 
-  private gone(): WatchOutcome {
-    this.opts.logger.debug({ resourceVersion: this.resourceVersion }, `${this.opts.what} resourceVersion gone (410); re-listing`)
+  #gone(): WatchOutcome {
+    this.#opts.logger.debug({ resourceVersion: this.#resourceVersion }, `${this.#opts.what} resourceVersion gone (410); re-listing`)
     return 'gone'
   }
 
-  private healthy(): void {
-    if (this.failures === 0) return
-    this.opts.logger.info({ failures: this.failures }, `${this.opts.what} watch healthy again; backoff reset`)
-    this.failures = 0
+  #healthy(): void {
+    if (this.#failures === 0) return
+    this.#opts.logger.info({ failures: this.#failures }, `${this.#opts.what} watch healthy again; backoff reset`)
+    this.#failures = 0
   }
 
-  private apply(type: WatchEventType, obj: unknown): void {
+  #apply(type: WatchEventType, obj: unknown): void {
     const o = (typeof obj === 'object' && obj !== null ? obj : {}) as T
     const rv = o.metadata?.resourceVersion
     if (type === 'BOOKMARK') {
-      if (rv) this.resourceVersion = rv
+      if (rv) this.#resourceVersion = rv
       return
     }
     const k = objectKey(o)
     if (k) {
       if (type === 'DELETED') {
-        const had = this.store.get(k)
-        this.store.delete(k)
-        if (had) this.call(() => this.opts.handlers.delete(o))
+        const had = this.#store.get(k)
+        this.#store.delete(k)
+        if (had) this.#call(() => this.#opts.handlers.delete(o))
       } else if (type === 'ADDED' || type === 'MODIFIED') {
-        this.upsert(k, o)
+        this.#upsert(k, o)
       }
     }
-    if (rv) this.resourceVersion = rv
+    if (rv) this.#resourceVersion = rv
   }
 
   /** A handler's bug must not stop the loop. */
-  private call(fn: () => void): void {
+  #call(fn: () => void): void {
     try {
       fn()
     } catch (err) {
-      this.opts.logger.warn({ err }, `${this.opts.what} handler threw`)
+      this.#opts.logger.warn({ err }, `${this.#opts.what} handler threw`)
     }
   }
 
@@ -384,22 +386,22 @@ export class Reflector<T extends ObjectWithMeta> {
    * minutes later. At most once a second, so a flapping server is not hammered.
    */
   retryNow(): void {
-    if (!this.wakeFromBackoff || this.clock.now() - this.lastWokenAt < 1000) return
-    this.lastWokenAt = this.clock.now()
-    this.opts.logger.info({ failures: this.failures }, `${this.opts.what}: the apiserver answers again; LIST now instead of waiting out the backoff`)
-    this.wakeFromBackoff()
+    if (!this.#wakeFromBackoff || this.#clock.now() - this.#lastWokenAt < 1000) return
+    this.#lastWokenAt = this.#clock.now()
+    this.#opts.logger.info({ failures: this.#failures }, `${this.#opts.what}: the apiserver answers again; LIST now instead of waiting out the backoff`)
+    this.#wakeFromBackoff()
   }
 
-  private sleep(ms: number, onWake?: (wake: () => void) => void): Promise<void> {
+  #sleep(ms: number, onWake?: (wake: () => void) => void): Promise<void> {
     return new Promise(resolve => {
-      const signal = this.stopController.signal
+      const signal = this.#stopController.signal
       if (signal.aborted) return resolve()
       const done = (): void => {
-        this.clock.clearTimeout(h)
+        this.#clock.clearTimeout(h)
         signal.removeEventListener('abort', done)
         resolve()
       }
-      const h = this.clock.setTimeout(done, ms)
+      const h = this.#clock.setTimeout(done, ms)
       signal.addEventListener('abort', done, { once: true })
       onWake?.(done)
     })

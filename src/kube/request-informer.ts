@@ -53,19 +53,21 @@ const key = (namespace: string, name: string): string => `${namespace}/${name}`
 const volumeOf = (cr: CertificateRequest): string | undefined => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID]
 
 export class RequestInformer implements RequestCache {
-  private readonly byKey = new Map<string, CertificateRequest>()
-  private readonly byVolume = new Map<string, Set<string>>()
-  private readonly owners = new Map<string, VolumeOwner>()
-  private readonly reflector: Reflector<KubernetesObject>
+  readonly #byKey = new Map<string, CertificateRequest>()
+  readonly #byVolume = new Map<string, Set<string>>()
+  readonly #owners = new Map<string, VolumeOwner>()
+  readonly #reflector: Reflector<KubernetesObject>
 
-  constructor(private readonly opts: RequestInformerOptions) {
-    this.reflector = new Reflector<KubernetesObject>({
+  readonly #opts: RequestInformerOptions
+  constructor(opts: RequestInformerOptions) {
+    this.#opts = opts
+    this.#reflector = new Reflector<KubernetesObject>({
       what: 'CertificateRequest',
       listWatch: opts.listWatch ?? new CertificateRequestListWatch(opts.kc, opts.nodeId, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
       handlers: {
-        add: obj => this.upsert(obj),
-        update: obj => this.upsert(obj),
-        delete: obj => this.remove(obj),
+        add: obj => this.#upsert(obj),
+        update: obj => this.#upsert(obj),
+        delete: obj => this.#remove(obj),
       },
       logger: opts.logger,
       ...(opts.relistPeriodMs ?? opts.resyncMs ? { relistPeriodMs: opts.relistPeriodMs ?? opts.resyncMs } : {}),
@@ -78,40 +80,40 @@ export class RequestInformer implements RequestCache {
   }
 
   get synced(): boolean {
-    return this.reflector.synced
+    return this.#reflector.synced
   }
 
   /** The apiserver answered another call: stop waiting out a backoff (see Reflector.retryNow). */
   retryNow(): void {
-    this.reflector.retryNow()
+    this.#reflector.retryNow()
   }
 
   get(namespace: string, name: string): CertificateRequest | undefined {
-    return this.byKey.get(key(namespace, name))
+    return this.#byKey.get(key(namespace, name))
   }
 
   forVolume(volumeId: string): CertificateRequest[] {
-    return [...(this.byVolume.get(volumeId) ?? [])].map(k => this.byKey.get(k)).filter((cr): cr is CertificateRequest => cr !== undefined)
+    return [...(this.#byVolume.get(volumeId) ?? [])].map(k => this.#byKey.get(k)).filter((cr): cr is CertificateRequest => cr !== undefined)
   }
 
   /** Sizes of the two indexes, for tests and debugging. */
   get size(): { requests: number; volumes: number } {
-    return { requests: this.byKey.size, volumes: this.byVolume.size }
+    return { requests: this.#byKey.size, volumes: this.#byVolume.size }
   }
 
   /** Volumes whose requests the cache keeps. */
   get tracked(): number {
-    return this.owners.size
+    return this.#owners.size
   }
 
   track(owner: VolumeOwner): void {
-    this.owners.set(owner.volumeId, owner)
+    this.#owners.set(owner.volumeId, owner)
   }
 
   untrack(volumeId: string): void {
-    this.owners.delete(volumeId)
-    for (const k of this.byVolume.get(volumeId) ?? []) this.byKey.delete(k)
-    this.byVolume.delete(volumeId)
+    this.#owners.delete(volumeId)
+    for (const k of this.#byVolume.get(volumeId) ?? []) this.#byKey.delete(k)
+    this.#byVolume.delete(volumeId)
   }
 
   /**
@@ -120,50 +122,50 @@ export class RequestInformer implements RequestCache {
    * unsynced if stop() comes first.
    */
   start(): Promise<void> {
-    return this.reflector.start()
+    return this.#reflector.start()
   }
 
   stop(): Promise<void> {
-    return this.reflector.stop()
+    return this.#reflector.stop()
   }
 
-  private upsert(obj: KubernetesObject): void {
+  #upsert(obj: KubernetesObject): void {
     const parsed = certificateRequestSchema.safeParse(obj)
     if (!parsed.success) {
-      this.opts.logger.warn({ name: obj.metadata?.name, namespace: obj.metadata?.namespace }, 'ignoring a CertificateRequest we cannot read')
+      this.#opts.logger.warn({ name: obj.metadata?.name, namespace: obj.metadata?.namespace }, 'ignoring a CertificateRequest we cannot read')
       // What we held of it is no longer what the server holds.
-      this.remove(obj)
+      this.#remove(obj)
       return
     }
     const cr = parsed.data
     const k = key(cr.metadata.namespace, cr.metadata.name)
     const volumeId = volumeOf(cr)
-    const old = this.byKey.get(k)
+    const old = this.#byKey.get(k)
     // Someone edited the annotation or the owner: what we held no longer belongs where it was.
-    const owner = volumeId === undefined ? undefined : this.owners.get(volumeId)
+    const owner = volumeId === undefined ? undefined : this.#owners.get(volumeId)
     const ours = owner !== undefined && belongsToVolume(cr, owner)
-    if (old && (volumeOf(old) !== volumeId || !ours)) this.remove(obj)
+    if (old && (volumeOf(old) !== volumeId || !ours)) this.#remove(obj)
     if (!ours || !volumeId) return
-    this.byKey.set(k, cr)
-    let set = this.byVolume.get(volumeId)
-    if (!set) this.byVolume.set(volumeId, (set = new Set()))
+    this.#byKey.set(k, cr)
+    let set = this.#byVolume.get(volumeId)
+    if (!set) this.#byVolume.set(volumeId, (set = new Set()))
     set.add(k)
-    this.opts.logger.debug({ request: k, volumeId, change: old ? 'update' : 'add' }, 'CertificateRequest cache')
-    this.opts.onChange(volumeId, cr)
+    this.#opts.logger.debug({ request: k, volumeId, change: old ? 'update' : 'add' }, 'CertificateRequest cache')
+    this.#opts.onChange(volumeId, cr)
   }
 
-  private remove(obj: KubernetesObject): void {
+  #remove(obj: KubernetesObject): void {
     const k = objectKey(obj)
-    const cr = k === undefined ? undefined : this.byKey.get(k)
+    const cr = k === undefined ? undefined : this.#byKey.get(k)
     if (k === undefined || !cr) return
-    this.byKey.delete(k)
+    this.#byKey.delete(k)
     const volumeId = volumeOf(cr)
     if (!volumeId) return
-    const set = this.byVolume.get(volumeId)
+    const set = this.#byVolume.get(volumeId)
     set?.delete(k)
-    if (set?.size === 0) this.byVolume.delete(volumeId)
-    this.opts.logger.debug({ request: k, volumeId, change: 'delete' }, 'CertificateRequest cache')
-    this.opts.onChange(volumeId, cr)
+    if (set?.size === 0) this.#byVolume.delete(volumeId)
+    this.#opts.logger.debug({ request: k, volumeId, change: 'delete' }, 'CertificateRequest cache')
+    this.#opts.onChange(volumeId, cr)
   }
 }
 
@@ -172,14 +174,16 @@ export class RequestInformer implements RequestCache {
  * with a deadline, and client-node's Watch for the stream.
  */
 export class CertificateRequestListWatch implements ListWatch<KubernetesObject> {
-  private readonly api: CustomObjectsApi
-  private readonly watcher: Watch
-  private readonly labelSelector: string
-  private readonly path = `/apis/${CR_GROUP}/${CR_VERSION}/${CR_PLURAL}`
+  readonly #api: CustomObjectsApi
+  readonly #watcher: Watch
+  readonly #labelSelector: string
+  readonly #path = `/apis/${CR_GROUP}/${CR_VERSION}/${CR_PLURAL}`
 
-  constructor(kc: KubeConfig, nodeId: string, private readonly timeoutMs: number) {
-    this.api = kc.makeApiClient(CustomObjectsApi)
-    this.labelSelector = `${LABEL_NODE}=${nodeLabelValue(nodeId)}`
+  readonly #timeoutMs: number
+  constructor(kc: KubeConfig, nodeId: string, timeoutMs: number) {
+    this.#timeoutMs = timeoutMs
+    this.#api = kc.makeApiClient(CustomObjectsApi)
+    this.#labelSelector = `${LABEL_NODE}=${nodeLabelValue(nodeId)}`
     // Watch sets its own AbortSignal on the request (we cannot add ours) and
     // hands its controller back only once the response headers arrived, so a
     // connect to a blackholed apiserver could not be aborted at all. A
@@ -188,12 +192,12 @@ export class CertificateRequestListWatch implements ListWatch<KubernetesObject> 
     // after it is ended by the server's timeoutSeconds or the reflector.
     const watchConfig = Object.create(kc) as KubeConfig
     watchConfig.applyToFetchOptions = async opts => ({ ...(await kc.applyToFetchOptions(opts)), timeout: timeoutMs })
-    this.watcher = new Watch(watchConfig)
+    this.#watcher = new Watch(watchConfig)
   }
 
   async list(signal: AbortSignal): Promise<ListResult<KubernetesObject>> {
-    const list = (await withTimeout('CertificateRequest list', this.timeoutMs, options =>
-      this.api.listClusterCustomObject({ group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL, labelSelector: this.labelSelector }, options), signal,
+    const list = (await withTimeout('CertificateRequest list', this.#timeoutMs, options =>
+      this.#api.listClusterCustomObject({ group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL, labelSelector: this.#labelSelector }, options), signal,
     )) as { items?: KubernetesObject[]; metadata?: { resourceVersion?: string } }
     return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' }
   }
@@ -215,8 +219,8 @@ export class CertificateRequestListWatch implements ListWatch<KubernetesObject> 
       }
       const onAbort = (): void => settle()
       req.signal.addEventListener('abort', onAbort, { once: true })
-      const query = { labelSelector: this.labelSelector, resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds }
-      this.watcher.watch(this.path, query, (type: string, obj: unknown) => {
+      const query = { labelSelector: this.#labelSelector, resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds }
+      this.#watcher.watch(this.#path, query, (type: string, obj: unknown) => {
         if (!settled) req.onEvent(type as WatchEventType, obj)
       }, (err: unknown) => settle(err ?? undefined)).then(c => {
         controller = c

@@ -39,32 +39,32 @@ export interface RequestClientOptions {
 }
 
 export class KubeRequestClient implements RequestClient {
-  private readonly api: CustomObjectsApi
-  private readonly timeoutMs: number
-  private readonly onAnswered: () => void
+  readonly #api: CustomObjectsApi
+  readonly #timeoutMs: number
+  readonly #onAnswered: () => void
 
   constructor(kc: KubeConfig, opts: RequestClientOptions = {}) {
-    this.api = kc.makeApiClient(CustomObjectsApi)
-    this.timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
-    this.onAnswered = opts.onAnswered ?? (() => {})
+    this.#api = kc.makeApiClient(CustomObjectsApi)
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
+    this.#onAnswered = opts.onAnswered ?? (() => {})
   }
 
   /** One call with its deadline, telling onAnswered when the server answered at all. */
-  private async call<T>(what: string, fn: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
+  async #call<T>(what: string, fn: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
     try {
-      const result = await withTimeout(what, this.timeoutMs, fn)
-      this.onAnswered()
+      const result = await withTimeout(what, this.#timeoutMs, fn)
+      this.#onAnswered()
       return result
     } catch (err) {
-      if (apiStatus(err) !== undefined) this.onAnswered()
+      if (apiStatus(err) !== undefined) this.#onAnswered()
       throw err
     }
   }
 
   async create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest> {
     try {
-      return certificateRequestSchema.parse(await this.call('CertificateRequest create',
-        options => this.api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
+      return certificateRequestSchema.parse(await this.#call('CertificateRequest create',
+        options => this.#api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
     } catch (err) {
       if (!isConflict(err)) throw err
       // Our deterministic name already exists: a retry of a create whose
@@ -80,8 +80,8 @@ export class KubeRequestClient implements RequestClient {
 
   async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
     try {
-      return certificateRequestSchema.parse(await this.call('CertificateRequest get',
-        options => this.api.getNamespacedCustomObject({ ...crApi, namespace, name }, options)))
+      return certificateRequestSchema.parse(await this.#call('CertificateRequest get',
+        options => this.#api.getNamespacedCustomObject({ ...crApi, namespace, name }, options)))
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw err
@@ -91,8 +91,8 @@ export class KubeRequestClient implements RequestClient {
   async delete(namespace: string, name: string, uid?: string): Promise<void> {
     const body = uid === undefined ? {} : { body: { preconditions: { uid } } }
     try {
-      await this.call('CertificateRequest delete',
-        options => this.api.deleteNamespacedCustomObject({ ...crApi, namespace, name, ...body }, options))
+      await this.#call('CertificateRequest delete',
+        options => this.#api.deleteNamespacedCustomObject({ ...crApi, namespace, name, ...body }, options))
     } catch (err) {
       // 409 with a uid precondition: the name now holds another object, which is not ours to delete.
       if (!isNotFound(err) && !(uid !== undefined && isConflict(err))) throw err
@@ -100,7 +100,7 @@ export class KubeRequestClient implements RequestClient {
   }
 
   async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
-    const list = (await this.call('CertificateRequest list', options => this.api.listNamespacedCustomObject({
+    const list = (await this.#call('CertificateRequest list', options => this.#api.listNamespacedCustomObject({
       ...crApi, namespace, labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}`,
     }, options))) as { items?: unknown[] }
     return (list.items ?? []).map(item => certificateRequestSchema.parse(item))

@@ -22,30 +22,33 @@ export interface PublisherDeps {
 }
 
 export class ReconcilingPublisher implements VolumePublisher {
-  constructor(private readonly d: PublisherDeps) {}
+  readonly #d: PublisherDeps
+  constructor(d: PublisherDeps) {
+    this.#d = d
+  }
 
   async publish(req: PublishRequest, signal: AbortSignal): Promise<void> {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
-    const status = this.d.statuses.get(req.volumeId)
-    if (status?.ready && status.targetPath === req.targetPath && !this.unpublishing.has(req.volumeId)) return
-    await this.updateRecord(req.volumeId, existing => {
+    const status = this.#d.statuses.get(req.volumeId)
+    if (status?.ready && status.targetPath === req.targetPath && !this.#unpublishing.has(req.volumeId)) return
+    await this.#updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
       return {
-        ...(existing ?? { generation: 0, createdAt: new Date(this.d.now()).toISOString() }),
+        ...(existing ?? { generation: 0, createdAt: new Date(this.#d.now()).toISOString() }),
         version: 1,
         volumeId: req.volumeId,
         targetPath: req.targetPath,
-        nodeId: this.d.nodeId,
+        nodeId: this.#d.nodeId,
         pod: req.pod,
         attributes: req.attributes,
         desired: 'published',
       }
     }).catch((err: unknown) => {
       if (!isNoSpace(err)) throw err
-      this.d.reconciler.reportDataRootFull(req.pod, req.volumeId, err)
+      this.#d.reconciler.reportDataRootFull(req.pod, req.volumeId, err)
       throw new ResourceExhaustedError(`the data root is full (${(err as NodeJS.ErrnoException).code}): no room to record volume ${req.volumeId}; the kubelet will retry once there is room`, { cause: err })
     })
-    await this.waitFor(req.volumeId, signal, s => {
+    await this.#waitFor(req.volumeId, signal, s => {
       if (s.ready) return true
       if (s.failed) throw new FailedPreconditionError(s.message)
       return false
@@ -54,31 +57,31 @@ export class ReconcilingPublisher implements VolumePublisher {
 
   // A ready status lingers until the teardown's reconcile: no republish may
   // be answered from it meanwhile.
-  private readonly unpublishing = new Set<string>()
+  readonly #unpublishing = new Set<string>()
 
   async unpublish(volumeId: string, targetPath: string): Promise<void> {
-    this.unpublishing.add(volumeId)
+    this.#unpublishing.add(volumeId)
     try {
-      await this.teardown(volumeId, targetPath)
+      await this.#teardown(volumeId, targetPath)
     } finally {
-      this.unpublishing.delete(volumeId)
+      this.#unpublishing.delete(volumeId)
     }
   }
 
-  private async teardown(volumeId: string, targetPath: string): Promise<void> {
-    const record = await this.d.store.load(volumeId)
+  async #teardown(volumeId: string, targetPath: string): Promise<void> {
+    const record = await this.#d.store.load(volumeId)
     // The one exception to "only the reconciler mounts": with its record lost
     // (set aside as corrupt, say) no reconcile will ever come for this
     // volume, and a mount left behind keeps the pod from terminating.
-    if (!record) return this.d.releaseOrphan(volumeId, targetPath)
-    await this.updateRecord(volumeId, r => (r && r.desired !== 'unpublished' ? { ...r, desired: 'unpublished' } : undefined)).catch((err: unknown) => {
+    if (!record) return this.#d.releaseOrphan(volumeId, targetPath)
+    await this.#updateRecord(volumeId, r => (r && r.desired !== 'unpublished' ? { ...r, desired: 'unpublished' } : undefined)).catch((err: unknown) => {
       // A full data root must not keep a pod from terminating: the teardown
       // frees the volume's files first, then has room for its tombstone.
       if (!isNoSpace(err)) throw err
-      this.d.reconciler.forceTeardown(volumeId)
+      this.#d.reconciler.forceTeardown(volumeId)
     })
     const signal = AbortSignal.timeout(60_000)
-    await this.waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)
+    await this.#waitFor(volumeId, signal, s => s.gone, last => `volume ${volumeId} not torn down yet: ${last ?? 'waiting for the reconciler'}`)
   }
 
   /**
@@ -86,13 +89,13 @@ export class ReconcilingPublisher implements VolumePublisher {
    * neither side ever overwrites the other. `change` returns undefined for
    * "nothing to write".
    */
-  private async updateRecord(volumeId: string, change: (r: VolumeRecord | undefined) => VolumeRecord | undefined): Promise<void> {
+  async #updateRecord(volumeId: string, change: (r: VolumeRecord | undefined) => VolumeRecord | undefined): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const existing = await this.d.store.load(volumeId)
+      const existing = await this.#d.store.load(volumeId)
       const next = change(existing)
       if (!next) return
       try {
-        await this.d.store.commit(next, revisionOf(existing))
+        await this.#d.store.commit(next, revisionOf(existing))
         return
       } catch (err) {
         if (!(err instanceof RecordConflictError) || attempt >= 10) throw err
@@ -101,7 +104,7 @@ export class ReconcilingPublisher implements VolumePublisher {
   }
 
   /** Subscribes before enqueueing so no status change can slip between the two. */
-  private waitFor(volumeId: string, signal: AbortSignal, done: (s: VolumeStatus) => boolean, timeoutMessage: (last?: string) => string): Promise<void> {
+  #waitFor(volumeId: string, signal: AbortSignal, done: (s: VolumeStatus) => boolean, timeoutMessage: (last?: string) => string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let last: string | undefined
       const finish = (err?: unknown): void => {
@@ -120,10 +123,10 @@ export class ReconcilingPublisher implements VolumePublisher {
         }
       }
       const onAbort = (): void => finish(new DeadlineExceededError(timeoutMessage(last)))
-      const unsubscribe = this.d.statuses.watch(volumeId, check)
+      const unsubscribe = this.#d.statuses.watch(volumeId, check)
       signal.addEventListener('abort', onAbort, { once: true })
       if (signal.aborted) return onAbort()
-      this.d.enqueue(volumeId)
+      this.#d.enqueue(volumeId)
     })
   }
 }

@@ -114,7 +114,10 @@ export class Reconciler {
   /** What each volume's last reconcile concluded (src/reconcile/status.ts); written only here. */
   readonly statuses = new VolumeStatuses()
 
-  constructor(private readonly d: ReconcilerDeps) {}
+  readonly #d: ReconcilerDeps
+  constructor(d: ReconcilerDeps) {
+    this.#d = d
+  }
 
   status(volumeId: string): VolumeStatus | undefined {
     return this.statuses.get(volumeId)
@@ -136,78 +139,78 @@ export class Reconciler {
   async reconcile(volumeId: string, signal?: AbortSignal): Promise<ReconcileResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.reconcileOnce(volumeId, signal)
+        return await this.#reconcileOnce(volumeId, signal)
       } catch (err) {
         if (!(err instanceof RecordConflictError) || attempt >= MAX_CONFLICTS) throw err
-        this.d.logger.debug({ volumeId, err }, 'record changed during the reconcile; starting over')
+        this.#d.logger.debug({ volumeId, err }, 'record changed during the reconcile; starting over')
       }
     }
   }
 
   // Unpublished volumes whose record could not say so (the data root is full).
-  private readonly teardownWithoutRecord = new Set<string>()
+  readonly #teardownWithoutRecord = new Set<string>()
 
   /** Tears the volume down as if its record said unpublished: for when writing that is what fails. */
   forceTeardown(volumeId: string): void {
-    this.teardownWithoutRecord.add(volumeId)
+    this.#teardownWithoutRecord.add(volumeId)
   }
 
-  private readonly fullReported = new Map<string, number>()
+  readonly #fullReported = new Map<string, number>()
 
   /** A Warning Event on the pod, at most once a minute per volume: the data root has no room. */
   reportDataRootFull(pod: { namespace: string; name: string; uid: string }, volumeId: string, err: unknown): void {
-    this.d.onDataRootFull?.()
-    const now = this.d.now()
-    if (now - (this.fullReported.get(volumeId) ?? -Infinity) < 60_000) return
-    if (this.fullReported.size > 10_000) this.fullReported.clear()
-    this.fullReported.set(volumeId, now)
-    this.d.logger.error({ volumeId, err }, 'the data root is full')
-    this.d.events.record({ apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid }, 'Warning', 'DataRootFull', 'Publish',
+    this.#d.onDataRootFull?.()
+    const now = this.#d.now()
+    if (now - (this.#fullReported.get(volumeId) ?? -Infinity) < 60_000) return
+    if (this.#fullReported.size > 10_000) this.#fullReported.clear()
+    this.#fullReported.set(volumeId, now)
+    this.#d.logger.error({ volumeId, err }, 'the data root is full')
+    this.#d.events.record({ apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid }, 'Warning', 'DataRootFull', 'Publish',
       `the driver's data root is full (${(err as NodeJS.ErrnoException).code ?? 'ENOSPC'}): volume ${volumeId} cannot be written until there is room; raise the tmpfs size or free volumes on this node`)
   }
 
-  private async reconcileOnce(volumeId: string, signal?: AbortSignal): Promise<ReconcileResult> {
-    let record = await this.d.store.load(volumeId)
-    if (!record) this.teardownWithoutRecord.delete(volumeId)
-    else if (this.teardownWithoutRecord.has(volumeId)) record = { ...record, desired: 'unpublished' }
-    const log = this.d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
+  async #reconcileOnce(volumeId: string, signal?: AbortSignal): Promise<ReconcileResult> {
+    let record = await this.#d.store.load(volumeId)
+    if (!record) this.#teardownWithoutRecord.delete(volumeId)
+    else if (this.#teardownWithoutRecord.has(volumeId)) record = { ...record, desired: 'unpublished' }
+    const log = this.#d.logger.child({ volumeId, ...(record ? { pod: `${record.pod.namespace}/${record.pod.name}` } : {}) })
     // Steps change the record's progress, never its attributes or pod: one parse serves them all.
     // Before any request of it can exist, the cache learns whose requests to keep.
-    if (record) this.d.cache.track(ownerOf(record))
+    if (record) this.#d.cache.track(ownerOf(record))
     const parsed = record ? parseVolumeAttributes(record.attributes, record.pod) : undefined
     const spec = parsed?.ok ? parsed.spec : undefined
     const invalidSpec = parsed && !parsed.ok ? `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}` : undefined
     try {
       for (let i = 0; i < MAX_STEPS && record; i++) {
         if (signal?.aborted) return undefined
-        const obs = await this.observe(record, spec, invalidSpec)
+        const obs = await this.#observe(record, spec, invalidSpec)
         const step = nextStep(obs)
         if (step.kind === 'wait') {
-          this.setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false, targetPath: record.targetPath })
-          this.report(volumeId, step.ready, record, spec)
+          this.#setStatus(volumeId, { ready: step.ready, message: step.message, failed: !step.ready && record.failure !== undefined && !record.request, gone: false, targetPath: record.targetPath })
+          this.#report(volumeId, step.ready, record, spec)
           return step.requeueAfterMs === undefined ? undefined : { requeueAfterMs: step.requeueAfterMs }
         }
         log.debug({ step: step.kind }, 'reconcile step')
-        const next = await this.apply(step, record, spec!, log, obs).catch((err: unknown) => {
+        const next = await this.#apply(step, record, spec!, log, obs).catch((err: unknown) => {
           throw err instanceof RecordConflictError ? err : new StepError(step.kind, err)
         })
         if (next === 'stop') return { requeueAfterMs: REQUEST_RECHECK_MS }
         record = next
       }
       if (record) throw new Error(`volume did not converge within ${MAX_STEPS} steps`)
-      this.setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
+      this.#setStatus(volumeId, { ready: false, message: 'volume is not published on this node', failed: false, gone: true })
     } catch (err) {
       if (err instanceof RecordConflictError) throw err
       if (isNoSpace(err) && record) this.reportDataRootFull(record.pod, volumeId, err)
       const current = this.statuses.get(volumeId)
-      this.setStatus(volumeId, { ...current, ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
+      this.#setStatus(volumeId, { ...current, ready: current?.ready ?? false, message: `error: ${apiMessage(err)}`, failed: false, gone: false })
       throw err
     }
   }
 
-  private report(volumeId: string, ready: boolean, record: VolumeRecord, spec: VolumeSpec | undefined): void {
+  #report(volumeId: string, ready: boolean, record: VolumeRecord, spec: VolumeSpec | undefined): void {
     const issued = record.issued
-    this.d.onVolumeState?.(volumeId, {
+    this.#d.onVolumeState?.(volumeId, {
       ready,
       pod: { namespace: record.pod.namespace, name: record.pod.name },
       ...(issued ? { notAfter: Date.parse(issued.notAfter) } : {}),
@@ -216,42 +219,42 @@ export class Reconciler {
     })
   }
 
-  private setStatus(volumeId: string, s: VolumeStatus): void {
+  #setStatus(volumeId: string, s: VolumeStatus): void {
     if (s.gone) {
-      this.described.delete(volumeId)
-      this.d.onVolumeState?.(volumeId, undefined)
+      this.#described.delete(volumeId)
+      this.#d.onVolumeState?.(volumeId, undefined)
     }
     this.statuses.set(volumeId, s)
   }
 
   // ---- observation ------------------------------------------------------
 
-  private dir(volumeId: string): VolumeDir {
-    return new VolumeDir(this.d.store.volumeDir(volumeId), this.d.files)
+  #dir(volumeId: string): VolumeDir {
+    return new VolumeDir(this.#d.store.volumeDir(volumeId), this.#d.files)
   }
 
-  private readStored(volumeId: string): Promise<StoredCertificate | undefined> {
-    return this.dir(volumeId).readStored()
+  #readStored(volumeId: string): Promise<StoredCertificate | undefined> {
+    return this.#dir(volumeId).readStored()
   }
 
-  private async observe(record: VolumeRecord, spec: VolumeSpec | undefined, invalidSpec: string | undefined): Promise<Observation> {
-    const p = this.dir(record.volumeId)
-    const now = this.d.now()
+  async #observe(record: VolumeRecord, spec: VolumeSpec | undefined, invalidSpec: string | undefined): Promise<Observation> {
+    const p = this.#dir(record.volumeId)
+    const now = this.#d.now()
     const stored = await p.readStored().catch(() => undefined)
-    const current = stored ? this.describe(record.volumeId, stored) : undefined
+    const current = stored ? this.#describe(record.volumeId, stored) : undefined
     let request: Observation['request']
     const owner = ownerOf(record)
-    if (record.request && this.d.cache.synced) {
-      const cr = this.d.cache.get(record.pod.namespace, record.request.name)
+    if (record.request && this.#d.cache.synced) {
+      const cr = this.#d.cache.get(record.pod.namespace, record.request.name)
       const foreign = cr && notOurRequest(cr, owner, record.request)
       request = !cr ? 'missing' : foreign ? { foreign } : requestState(cr)
     }
     const keep = new Set([record.request?.name, record.issued?.requestName, record.failure?.requestName, ...(record.steppedOver ?? [])])
-    const staleRequests = this.d.cache.forVolume(record.volumeId)
-      .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
+    const staleRequests = this.#d.cache.forVolume(record.volumeId)
+      .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.#deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
     const publishedFresh = stored !== undefined && spec !== undefined &&
-      isFresh(spec, stored, await p.readPublished().catch(() => undefined), record.keystoreSha256, this.encodedKey(record.volumeId, spec, stored))
+      isFresh(spec, stored, await p.readPublished().catch(() => undefined), record.keystoreSha256, this.#encodedKey(record.volumeId, spec, stored))
     return {
       now,
       record,
@@ -262,24 +265,24 @@ export class Reconciler {
       ...(request !== undefined ? { request } : {}),
       staleRequests,
       publishedFresh,
-      mounted: await this.d.mounter.isMountPoint(record.targetPath),
+      mounted: await this.#d.mounter.isMountPoint(record.targetPath),
       targetParentExists: await exists(dirname(record.targetPath)),
     }
   }
 
   // Parsing the pair on every observation is most of an idle reconcile's
   // cost: remember the answer for the bytes it was computed from.
-  private readonly described = new Map<string, { keyPem: string; certificatePem: string; current: Observation['current']; encoded?: { encoding: string; pem: string } }>()
+  readonly #described = new Map<string, { keyPem: string; certificatePem: string; current: Observation['current']; encoded?: { encoding: string; pem: string } }>()
 
-  private encodedKey(volumeId: string, spec: VolumeSpec, stored: StoredCertificate): string {
-    const known = this.described.get(volumeId)
+  #encodedKey(volumeId: string, spec: VolumeSpec, stored: StoredCertificate): string {
+    const known = this.#described.get(volumeId)
     if (known?.keyPem !== stored.keyPem) return encodeKey(spec, stored)
     if (known.encoded?.encoding !== spec.key.encoding) known.encoded = { encoding: spec.key.encoding, pem: encodeKey(spec, stored) }
     return known.encoded.pem
   }
 
-  private describe(volumeId: string, stored: StoredCertificate): Observation['current'] {
-    const known = this.described.get(volumeId)
+  #describe(volumeId: string, stored: StoredCertificate): Observation['current'] {
+    const known = this.#described.get(volumeId)
     if (known && known.keyPem === stored.keyPem && known.certificatePem === stored.certificatePem) return known.current
     let current: Observation['current']
     try {
@@ -292,31 +295,31 @@ export class Reconciler {
     } catch {
       current = undefined // unreadable: treated as absent, and so re-issued
     }
-    this.described.set(volumeId, { keyPem: stored.keyPem, certificatePem: stored.certificatePem, current })
+    this.#described.set(volumeId, { keyPem: stored.keyPem, certificatePem: stored.certificatePem, current })
     return current
   }
 
   // A delete that answered (or 404'd) is done, whatever the cache still says.
-  private readonly deleted = new Map<string, number>()
+  readonly #deleted = new Map<string, number>()
 
-  private deletedRecently(namespace: string, name: string, now: number): boolean {
-    const at = this.deleted.get(`${namespace}/${name}`)
+  #deletedRecently(namespace: string, name: string, now: number): boolean {
+    const at = this.#deleted.get(`${namespace}/${name}`)
     if (at === undefined) return false
     if (now - at < DELETED_MEMORY_MS) return true
-    this.deleted.delete(`${namespace}/${name}`)
+    this.#deleted.delete(`${namespace}/${name}`)
     return false
   }
 
   /** Deletes by the uid the cache holds, so an object that took the name since is left alone. */
-  private async deleteRequest(namespace: string, name: string): Promise<void> {
-    await this.d.requests.delete(namespace, name, this.d.cache.get(namespace, name)?.metadata.uid)
-    if (this.deleted.size > 10_000) this.deleted.clear()
-    this.deleted.set(`${namespace}/${name}`, this.d.now())
+  async #deleteRequest(namespace: string, name: string): Promise<void> {
+    await this.#d.requests.delete(namespace, name, this.#d.cache.get(namespace, name)?.metadata.uid)
+    if (this.#deleted.size > 10_000) this.#deleted.clear()
+    this.#deleted.set(`${namespace}/${name}`, this.#d.now())
   }
 
   /** The compare-and-swap every step writes through. */
-  private commit(next: VolumeRecord, read: VolumeRecord): Promise<VolumeRecord> {
-    return this.d.store.commit(next, revisionOf(read))
+  #commit(next: VolumeRecord, read: VolumeRecord): Promise<VolumeRecord> {
+    return this.#d.store.commit(next, revisionOf(read))
   }
 
   // ---- effects ----------------------------------------------------------
@@ -328,84 +331,84 @@ export class Reconciler {
    * when it changes, so the reconcile ends here and looks again in
    * REQUEST_RECHECK_MS should it never hear.
    */
-  private async apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
-    const p = this.dir(record.volumeId)
+  async #apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
+    const p = this.#dir(record.volumeId)
     switch (step.kind) {
       case 'teardown':
-        await this.teardown(record, log, step.reason)
+        await this.#teardown(record, log, step.reason)
         return undefined
 
       case 'generateKey': {
-        const stored = spec.reusePrivateKey ? await this.readStored(record.volumeId) : undefined
+        const stored = spec.reusePrivateKey ? await this.#readStored(record.volumeId) : undefined
         const keyPem = stored?.keyPem ??
-          encodePrivateKeyPem(await this.d.issuance.run(() => generatePrivateKey(spec.key)), 'PKCS8')
+          encodePrivateKeyPem(await this.#d.issuance.run(() => generatePrivateKey(spec.key)), 'PKCS8')
         await p.writePendingKey(keyPem)
         return record
       }
 
       case 'createRequest': {
-        const csr = await this.requestCsr(record, spec)
+        const csr = await this.#requestCsr(record, spec)
         if (record.request?.csrSha256 !== csr.sha256) {
           // Name and CSR digest in one write, before the create: the object
           // of that name holding these bytes is the one we made.
           const generation = record.request ? record.generation : record.generation + 1
           const request = record.request ?? { name: requestName(record.pod, record.volumeId, generation), generation, renewal: record.issued !== undefined }
-          record = await this.commit({ ...record, generation, request: { ...request, csrSha256: csr.sha256 } }, record)
+          record = await this.#commit({ ...record, generation, request: { ...request, csrSha256: csr.sha256 } }, record)
         }
         const req = record.request!
         const owner = ownerOf(record)
-        const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.d.nodeId, pod: record.pod, spec, csrPem: csr.pem })
+        const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.#d.nodeId, pod: record.pod, spec, csrPem: csr.pem })
         let created: CertificateRequest
         try {
-          created = await this.d.issuance.run(() => this.d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, owner, req)))
+          created = await this.#d.issuance.run(() => this.#d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, owner, req)))
         } catch (err) {
           if (!(err instanceof RequestNameTakenError)) throw err
-          return this.stepOver(record, err.why, log)
+          return this.#stepOver(record, err.why, log)
         }
         log.info({ request: req.name, generation: req.generation, renewal: req.renewal }, 'CertificateRequest created')
-        this.requestedAt.set(req.name, this.d.now())
+        this.#requestedAt.set(req.name, this.#d.now())
         if (created.metadata.uid !== undefined && created.metadata.uid !== req.uid) {
-          record = await this.commit({ ...record, request: { ...req, uid: created.metadata.uid } }, record)
+          record = await this.#commit({ ...record, request: { ...req, uid: created.metadata.uid } }, record)
         }
         // The informer reports its progress; nothing more to do until then.
         // Ready while a renewal is in flight only if a certificate is served
         // meanwhile (the planner's rule): a lost stored pair is not ready.
         const state = requestState(created)
         const served = obs.current?.keyMatches === true
-        this.setStatus(record.volumeId, { ready: served, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
-        this.report(record.volumeId, served, record, spec)
+        this.#setStatus(record.volumeId, { ready: served, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
+        this.#report(record.volumeId, served, record, spec)
         return 'stop'
       }
 
       case 'stepOver':
-        return this.stepOver(record, step.reason, log)
+        return this.#stepOver(record, step.reason, log)
 
       case 'abandonRequest': {
         log.warn({ request: record.request?.name, reason: step.reason }, 'abandoning CertificateRequest')
-        await this.deleteRequest(record.pod.namespace, record.request!.name)
-        this.requestedAt.delete(record.request!.name)
+        await this.#deleteRequest(record.pod.namespace, record.request!.name)
+        this.#requestedAt.delete(record.request!.name)
         await p.dropPendingCsr()
         const { request: _dropped, ...rest } = record
-        return this.commit(rest, record)
+        return this.#commit(rest, record)
       }
 
       case 'acceptCertificate':
-        return this.accept(record, spec, step.certificatePem, step.caPem, log)
+        return this.#accept(record, spec, step.certificatePem, step.caPem, log)
 
       case 'recordFailure':
-        return this.recordFailure(record, step.reason, step.message, log)
+        return this.#recordFailure(record, step.reason, step.message, log)
 
       case 'deleteRequests':
         // Remembered as deleted, so the next observation moves on even if
         // the cache never hears of it (a 404 means someone was quicker).
         for (const name of step.names) {
-          await this.deleteRequest(record.pod.namespace, name)
+          await this.#deleteRequest(record.pod.namespace, name)
           log.info({ request: name }, 'deleted superseded CertificateRequest')
         }
         return record
 
       case 'render': {
-        const stored = (await this.readStored(record.volumeId))!
+        const stored = (await this.#readStored(record.volumeId))!
         const files = renderDeterministic(spec, stored)
         const keystore = await renderKeystore(spec, stored)
         if (keystore) files.push(keystore)
@@ -413,23 +416,28 @@ export class Reconciler {
         const keystoreSha256 = keystore ? sha256(keystore.data) : undefined
         if (keystoreSha256 !== record.keystoreSha256) {
           const { keystoreSha256: _old, ...rest } = record
-          record = await this.commit(keystoreSha256 ? { ...rest, keystoreSha256 } : rest, record)
+          record = await this.#commit(keystoreSha256 ? { ...rest, keystoreSha256 } : rest, record)
         }
         log.debug('volume files written')
         return record
       }
 
       case 'mount':
-        await this.d.mounter.bindReadOnly(p.publishedPath, record.targetPath)
+        await this.#d.mounter.bindReadOnly(p.publishedPath, record.targetPath)
         log.info({ targetPath: record.targetPath }, 'volume mounted')
         return record
     }
   }
 
-  private readonly requestedAt = new Map<string, number>()
+  readonly #requestedAt = new Map<string, number>()
 
-  private async accept(record: VolumeRecord, spec: VolumeSpec, certificatePem: string, caPem: string | undefined, log: Logger): Promise<VolumeRecord> {
-    const p = this.dir(record.volumeId)
+  /** Requests whose issuance latency is being timed: each entry goes when its request ends (a leak check reads this). */
+  get timedRequests(): number {
+    return this.#requestedAt.size
+  }
+
+  async #accept(record: VolumeRecord, spec: VolumeSpec, certificatePem: string, caPem: string | undefined, log: Logger): Promise<VolumeRecord> {
+    const p = this.#dir(record.volumeId)
     const req = record.request!
     const keyPem = await p.readPendingKey()
     let cert: X509Certificate
@@ -437,28 +445,28 @@ export class Reconciler {
       cert = new X509Certificate(certificatePem)
     } catch (err) {
       // An issuer's bug, not ours: retrying the same request cannot help, a new one may.
-      return this.rejectCertificate(record, 'malformed-certificate', `the certificate issued for ${req.name} cannot be parsed (${String((err as Error).message ?? err).slice(0, 200)})`, log)
+      return this.#rejectCertificate(record, 'malformed-certificate', `the certificate issued for ${req.name} cannot be parsed (${String((err as Error).message ?? err).slice(0, 200)})`, log)
     }
     if (!publicKeyMatches(parsePrivateKeyPem(keyPem), certificatePem)) {
-      return this.rejectCertificate(record, 'key-mismatch', `the certificate issued for ${req.name} does not match the volume's private key`, log)
+      return this.#rejectCertificate(record, 'key-mismatch', `the certificate issued for ${req.name} does not match the volume's private key`, log)
     }
     const notBefore = Date.parse(cert.validFrom)
     const notAfter = Date.parse(cert.validTo)
-    const renewAt = renewalTime({ notBefore, notAfter }, spec.renewBeforeMs, this.d.random)
+    const renewAt = renewalTime({ notBefore, notAfter }, spec.renewBeforeMs, this.#d.random)
     // Order matters for a crash at any point: the stored pair is swapped in
     // one step, then the pending key goes, then the record says so.
     await p.writeStored({ keyPem, certificatePem, ...(caPem ? { caPem } : {}) })
     await p.dropPending()
-    const next = await this.commitIssued(record, req.name, {
-      requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.d.now()).toISOString(),
+    const next = await this.#commitIssued(record, req.name, {
+      requestName: req.name, notBefore: new Date(notBefore).toISOString(), notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString(), serial: cert.serialNumber, issuedAt: new Date(this.#d.now()).toISOString(),
     })
     const reason = req.renewal ? 'Renewed' : 'Issued'
     const note = `certificate ${cert.serialNumber} valid until ${new Date(notAfter).toISOString()}; renewal at ${new Date(renewAt).toISOString()}`
     log.info({ request: req.name, notAfter: new Date(notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() }, reason === 'Issued' ? 'certificate issued' : 'certificate renewed')
-    this.emit(record, req.name, 'Normal', reason, req.renewal ? 'Renew' : 'Issue', note)
-    const started = this.requestedAt.get(req.name)
-    this.requestedAt.delete(req.name)
-    this.d.onIssued?.(record.volumeId, req.renewal, started === undefined ? 0 : this.d.now() - started)
+    this.#emit(record, req.name, 'Normal', reason, req.renewal ? 'Renew' : 'Issue', note)
+    const started = this.#requestedAt.get(req.name)
+    this.#requestedAt.delete(req.name)
+    this.#d.onIssued?.(record.volumeId, req.renewal, started === undefined ? 0 : this.#d.now() - started)
     return next
   }
 
@@ -469,14 +477,14 @@ export class Reconciler {
    * key and abandon a request that was issued. So the change is applied
    * again to the fresh record, as long as it still awaits this request.
    */
-  private async commitIssued(read: VolumeRecord, requestName: string, issued: NonNullable<VolumeRecord['issued']>): Promise<VolumeRecord> {
+  async #commitIssued(read: VolumeRecord, requestName: string, issued: NonNullable<VolumeRecord['issued']>): Promise<VolumeRecord> {
     for (let attempt = 1; ; attempt++) {
       const { request: _r, failure: _f, ...rest } = read
       try {
-        return await this.commit({ ...rest, issued }, read)
+        return await this.#commit({ ...rest, issued }, read)
       } catch (err) {
         if (!(err instanceof RecordConflictError) || attempt >= MAX_CONFLICTS) throw err
-        const fresh = await this.d.store.load(read.volumeId)
+        const fresh = await this.#d.store.load(read.volumeId)
         if (fresh?.request?.name !== requestName) throw err
         read = fresh
       }
@@ -488,9 +496,9 @@ export class Reconciler {
    * the record. The requests are handed to the janitor first (durably), which
    * deletes them when the API lets it.
    */
-  private async teardown(record: VolumeRecord, log: Logger, reason: string): Promise<void> {
-    const p = this.dir(record.volumeId)
-    await this.d.mounter.unmount(record.targetPath)
+  async #teardown(record: VolumeRecord, log: Logger, reason: string): Promise<void> {
+    const p = this.#dir(record.volumeId)
+    await this.#d.mounter.unmount(record.targetPath)
     // The CSI spec has the plugin remove the target it created; a kubelet-made one may already be gone.
     await rmdir(record.targetPath).catch(() => undefined)
     await p.clear()
@@ -499,26 +507,26 @@ export class Reconciler {
     // namesake someone made since is left alone (see kube/ownership.ts).
     const uids = new Map<string, string | undefined>()
     const notOurs = new Set(record.steppedOver ?? [])
-    for (const cr of this.d.cache.forVolume(record.volumeId)) if (belongsToVolume(cr, owner) && !notOurs.has(cr.metadata.name)) uids.set(cr.metadata.name, cr.metadata.uid)
+    for (const cr of this.#d.cache.forVolume(record.volumeId)) if (belongsToVolume(cr, owner) && !notOurs.has(cr.metadata.name)) uids.set(cr.metadata.name, cr.metadata.uid)
     for (const name of [record.issued?.requestName, record.failure?.requestName]) if (name !== undefined && !uids.has(name)) uids.set(name, undefined)
     if (record.request) {
-      const cached = this.d.cache.get(record.pod.namespace, record.request.name)
+      const cached = this.#d.cache.get(record.pod.namespace, record.request.name)
       const ours = cached === undefined || notOurRequest(cached, owner, record.request) === undefined
       if (ours) uids.set(record.request.name, record.request.uid ?? cached?.metadata.uid)
       else uids.delete(record.request.name)
-      this.requestedAt.delete(record.request.name)
+      this.#requestedAt.delete(record.request.name)
     }
-    await this.d.janitor.bury({
+    await this.#d.janitor.bury({
       volumeId: record.volumeId,
       podUid: record.pod.uid,
       requests: [...uids].map(([name, uid]) => ({ namespace: record.pod.namespace, name, ...(uid ? { uid } : {}) })),
       namespaces: [record.pod.namespace],
       ...(record.steppedOver?.length ? { spare: record.steppedOver } : {}),
-      createdAt: new Date(this.d.now()).toISOString(),
+      createdAt: new Date(this.#d.now()).toISOString(),
     })
-    await this.d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
-    this.d.cache.untrack(record.volumeId)
-    this.teardownWithoutRecord.delete(record.volumeId)
+    await this.#d.store.removeIfUnchanged(record.volumeId, revisionOf(record))
+    this.#d.cache.untrack(record.volumeId)
+    this.#teardownWithoutRecord.delete(record.volumeId)
     log.info({ reason, requests: uids.size }, 'volume torn down; its CertificateRequests are being deleted')
   }
 
@@ -527,14 +535,14 @@ export class Reconciler {
    * when the record names it, so a retry sends the same bytes (ECDSA
    * signatures differ every time) and adopts what a lost answer created.
    */
-  private async requestCsr(record: VolumeRecord, spec: VolumeSpec): Promise<{ pem: string; sha256: string }> {
-    const p = this.dir(record.volumeId)
+  async #requestCsr(record: VolumeRecord, spec: VolumeSpec): Promise<{ pem: string; sha256: string }> {
+    const p = this.#dir(record.volumeId)
     // spec.request carries the PEM in base64: the digest is of what is sent.
     const digestOf = (pem: string): string => csrDigest(Buffer.from(pem).toString('base64'))
     const kept = await p.readPendingCsr()
     if (kept !== undefined && record.request?.csrSha256 === digestOf(kept)) return { pem: kept, sha256: record.request.csrSha256 }
     const key = parsePrivateKeyPem(await p.readPendingKey())
-    const pem = await this.d.issuance.run(() => buildCsrPem(spec, key))
+    const pem = await this.#d.issuance.run(() => buildCsrPem(spec, key))
     await p.writePendingCsr(pem)
     return { pem, sha256: digestOf(pem) }
   }
@@ -543,48 +551,48 @@ export class Reconciler {
    * The request's name holds an object the driver did not create: leave it
    * be and move to the next generation, under a name no one can guess.
    */
-  private async stepOver(record: VolumeRecord, why: string, log: Logger): Promise<VolumeRecord> {
+  async #stepOver(record: VolumeRecord, why: string, log: Logger): Promise<VolumeRecord> {
     const taken = record.request!
     const generation = record.generation + 1
-    const suffix = Math.floor(this.d.random() * 36 ** 5).toString(36).padStart(5, '0')
+    const suffix = Math.floor(this.#d.random() * 36 ** 5).toString(36).padStart(5, '0')
     const name = `${requestName(record.pod, record.volumeId, generation).slice(0, 247)}-${suffix}`
     const { csrSha256: _c, uid: _u, ...rest } = taken
     // Remembered, so that it is never deleted as superseded: an owner reference to the pod is anyone's to copy.
     const steppedOver = [...(record.steppedOver ?? []), taken.name].slice(-16)
-    const next = await this.commit({ ...record, generation, steppedOver, request: { ...rest, name, generation } }, record)
+    const next = await this.#commit({ ...record, generation, steppedOver, request: { ...rest, name, generation } }, record)
     log.warn({ request: taken.name, why, next: name }, 'CertificateRequest name taken by an object the driver did not create; using another')
-    this.emit(record, taken.name, 'Warning', 'RequestNameTaken', taken.renewal ? 'Renew' : 'Issue',
+    this.#emit(record, taken.name, 'Warning', 'RequestNameTaken', taken.renewal ? 'Renew' : 'Issue',
       `CertificateRequest ${record.pod.namespace}/${taken.name} exists but was not created by the driver for this volume (${why}); it is left alone and ${name} is requested instead`)
     return next
   }
 
   /** The request in flight ended in failure: recorded (no new request before its backoff), an Event, the metrics. */
-  private async recordFailure(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
+  async #recordFailure(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
     const req = record.request!
-    const now = this.d.now()
+    const now = this.#d.now()
     const count = (record.failure?.count ?? 0) + 1
-    const retryAt = now + backoffDelay(count, this.d.failureBackoff, this.d.random)
+    const retryAt = now + backoffDelay(count, this.#d.failureBackoff, this.#d.random)
     const { request: _done, ...rest } = record
-    const next = await this.commit({ ...rest, failure: { reason, message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
+    const next = await this.#commit({ ...rest, failure: { reason, message, at: new Date(now).toISOString(), count, retryAt: new Date(retryAt).toISOString(), requestName: req.name } }, record)
     log.warn({ request: req.name, reason, retryInMs: retryAt - now }, message)
-    this.emit(record, req.name, 'Warning', req.renewal ? 'RenewalFailed' : 'IssuanceFailed', req.renewal ? 'Renew' : 'Issue', `${message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
-    this.d.onFailure?.(record.volumeId, req.renewal, reason)
-    this.requestedAt.delete(req.name)
+    this.#emit(record, req.name, 'Warning', req.renewal ? 'RenewalFailed' : 'IssuanceFailed', req.renewal ? 'Renew' : 'Issue', `${message}; retrying in ${Math.ceil((retryAt - now) / 1000)}s`)
+    this.#d.onFailure?.(record.volumeId, req.renewal, reason)
+    this.#requestedAt.delete(req.name)
     return next
   }
 
   /** The issued certificate cannot be used: a recorded failure, and the next attempt starts from a new key. */
-  private async rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
-    const next = await this.recordFailure(record, reason, message, log)
-    await this.dir(record.volumeId).dropPending()
+  async #rejectCertificate(record: VolumeRecord, reason: string, message: string, log: Logger): Promise<VolumeRecord> {
+    const next = await this.#recordFailure(record, reason, message, log)
+    await this.#dir(record.volumeId).dropPending()
     return next
   }
 
-  private emit(record: VolumeRecord, requestNameValue: string, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {
+  #emit(record: VolumeRecord, requestNameValue: string, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {
     const cr: ObjectRef = { apiVersion: 'cert-manager.io/v1', kind: 'CertificateRequest', name: requestNameValue, namespace: record.pod.namespace }
     const pod: ObjectRef = { apiVersion: 'v1', kind: 'Pod', name: record.pod.name, namespace: record.pod.namespace, uid: record.pod.uid }
-    this.d.events.record(cr, type, reason, action, note)
-    this.d.events.record(pod, type, reason, action, `${note} (CertificateRequest ${requestNameValue})`)
+    this.#d.events.record(cr, type, reason, action, note)
+    this.#d.events.record(pod, type, reason, action, `${note} (CertificateRequest ${requestNameValue})`)
   }
 }
 

@@ -32,7 +32,9 @@ export interface TombstoneLogger {
 export class TombstoneStore {
   readonly dir: string
 
-  constructor(dataRoot: string, private readonly log: TombstoneLogger) {
+  readonly #log: TombstoneLogger
+  constructor(dataRoot: string, log: TombstoneLogger) {
+    this.#log = log
     this.dir = join(dataRoot, 'tombstones')
   }
 
@@ -43,7 +45,7 @@ export class TombstoneStore {
   /** Durable before it returns: the record may be removed right after. Merges with one already there. */
   async add(t: Tombstone): Promise<Tombstone> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
-    const old = await this.read(this.#path(t.volumeId))
+    const old = await this.#read(this.#path(t.volumeId))
     const podUid = old?.podUid ?? t.podUid
     const merged: Tombstone = old
       ? {
@@ -72,13 +74,13 @@ export class TombstoneStore {
     }
     const out: Tombstone[] = []
     for (const n of names.filter(n => n.endsWith('.json'))) {
-      const t = await this.read(join(this.dir, n))
+      const t = await this.#read(join(this.dir, n))
       if (t) out.push(t)
     }
     return out
   }
 
-  private async read(path: string): Promise<Tombstone | undefined> {
+  async #read(path: string): Promise<Tombstone | undefined> {
     let text: string
     try {
       text = await readNoFollow(path, 'utf8')
@@ -89,7 +91,7 @@ export class TombstoneStore {
     const parsed = tombstoneSchema.safeParse(safeJson(text))
     if (parsed.success) return parsed.data
     // Garbage cannot name a request: drop it, the garbage collector has the rest.
-    this.log.warn({ path }, 'unreadable tombstone removed')
+    this.#log.warn({ path }, 'unreadable tombstone removed')
     await rm(path, { force: true })
     return undefined
   }

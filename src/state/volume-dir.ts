@@ -38,7 +38,10 @@ export class VolumeDir {
   /** The bind mount's source. */
   readonly publishedPath: string
 
-  constructor(readonly path: string, private readonly folders: AtomicFolders) {
+  readonly #folders: AtomicFolders
+
+  constructor(readonly path: string, folders: AtomicFolders) {
+    this.#folders = folders
     this.pendingKeyPath = join(path, 'pending-key.pem')
     this.pendingCsrPath = join(path, 'pending-csr.pem')
     this.currentPath = join(path, 'current')
@@ -82,7 +85,7 @@ export class VolumeDir {
   // ---- the issued pair
 
   async readStored(): Promise<StoredPair | undefined> {
-    const files = await this.folders.read(this.currentPath)
+    const files = await this.#folders.read(this.currentPath)
     const keyPem = files?.get('key.pem')?.toString()
     const certificatePem = files?.get('cert.pem')?.toString()
     if (!keyPem || !certificatePem) return undefined
@@ -92,7 +95,7 @@ export class VolumeDir {
 
   /** Swapped in one step: a crash leaves the old pair or the new one. */
   writeStored(pair: StoredPair): Promise<void> {
-    return this.folders.write(this.currentPath, [
+    return this.#folders.write(this.currentPath, [
       { name: 'key.pem', data: Buffer.from(pair.keyPem), mode: 0o600 },
       { name: 'cert.pem', data: Buffer.from(pair.certificatePem), mode: 0o600 },
       ...(pair.caPem ? [{ name: 'ca.pem', data: Buffer.from(pair.caPem), mode: 0o600 }] : []),
@@ -102,17 +105,17 @@ export class VolumeDir {
   // ---- what the pod sees
 
   readPublished(): Promise<Map<string, Buffer> | undefined> {
-    return this.folders.read(this.publishedPath)
+    return this.#folders.read(this.publishedPath)
   }
 
   writePublished(files: FileSet[], owner?: { uid: number; gid: number }): Promise<void> {
-    return this.folders.write(this.publishedPath, files, owner)
+    return this.#folders.write(this.publishedPath, files, owner)
   }
 
   /** Everything but the record, which the store removes with the folder. */
   async clear(): Promise<void> {
-    await this.folders.clear(this.publishedPath)
-    await this.folders.clear(this.currentPath)
+    await this.#folders.clear(this.publishedPath)
+    await this.#folders.clear(this.currentPath)
     await this.dropPending()
   }
 }

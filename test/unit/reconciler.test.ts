@@ -200,7 +200,7 @@ t.test('a malformed certificate from the issuer is a recorded failure with an Ev
   t.equal(after.request, undefined, 'the next attempt makes a new request')
   t.ok(result && typeof result.requeueAfterMs === 'number', 'waits out the failure backoff')
   t.ok(s.events.some(e => e.reason === 'IssuanceFailed' && e.type === 'Warning' && /cannot be parsed/.test(e.note)), 'an Event says why')
-  t.equal((s.reconciler as unknown as { requestedAt: Map<string, number> }).requestedAt.size, 0, 'no timing entry left behind')
+  t.equal(s.reconciler.timedRequests, 0, 'no timing entry left behind')
 })
 
 t.test('a denied request leaves no timing entry behind (the per-failure map leak)', async t => {
@@ -215,7 +215,7 @@ t.test('a denied request leaves no timing entry behind (the per-failure map leak
   s.cache.objects.get(`ns/${made.name}`)!.metadata.uid = made.uid
   await s.reconciler.reconcile(s.volumeId)
   t.equal((await s.store.load(s.volumeId))!.failure?.reason, 'denied')
-  t.equal((s.reconciler as unknown as { requestedAt: Map<string, number> }).requestedAt.size, 0)
+  t.equal(s.reconciler.timedRequests, 0)
 })
 
 t.test('teardown hands the janitor only what the pod owns, with uids', async t => {
