@@ -18,7 +18,7 @@ import { KubeEventRecorder } from './kube/events.js'
 import { WorkQueue, type Backoff } from './reconcile/queue.js'
 import { Semaphore } from './reconcile/semaphore.js'
 import { Reconciler } from './reconcile/reconciler.js'
-import { ReconcilingPublisher } from './reconcile/publisher.js'
+import { DesiredStatePublisher } from './reconcile/desired-state.js'
 import { releaseOrphan } from './reconcile/orphan.js'
 import { validateRecord, type VolumeRecord } from './reconcile/record.js'
 
@@ -42,7 +42,7 @@ export interface DriverConfig {
 }
 
 export interface RunningDriver {
-  publisher: ReconcilingPublisher
+  publisher: DesiredStatePublisher
   reconciler: Reconciler
   ready(): Promise<boolean>
   stop(): Promise<void>
@@ -155,7 +155,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
 
   return {
     reconciler,
-    publisher: new ReconcilingPublisher({
+    publisher: new DesiredStatePublisher({
       nodeId: config.nodeId, store, enqueue, reconciler, statuses: reconciler.statuses, now: Date.now,
       releaseOrphan: (volumeId, targetPath) => releaseOrphan({
         dataRoot: config.dataRoot, mounter, store, janitor, logger,

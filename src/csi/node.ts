@@ -1,5 +1,5 @@
 // The CSI Node service. Handlers validate, then hand the volume to a
-// VolumePublisher (src/reconcile/publisher.ts: it records desired state and
+// VolumePublisher (src/reconcile/desired-state.ts: it records desired state and
 // waits for the reconciler) and answer with what it says. They never touch
 // keys, files or mounts themselves.
 

@@ -1,7 +1,7 @@
 // The one writer: observes a volume (record, keys, CertificateRequest,
 // files, mount), asks the planner for the next step, performs it, and
 // repeats until the planner says wait. CSI calls only record desired state
-// and enqueue (publisher.ts); the one exception, an unpublish of a volume no
+// and enqueue (desired-state.ts); the one exception, an unpublish of a volume no
 // record knows, is orphan.ts.
 // Every record write is a compare-and-swap against the revision this
 // reconcile read, so a step never overwrites what a CSI call recorded

@@ -21,7 +21,7 @@ export interface PublisherDeps {
   releaseOrphan: (volumeId: string, targetPath: string) => Promise<void>
 }
 
-export class ReconcilingPublisher implements VolumePublisher {
+export class DesiredStatePublisher implements VolumePublisher {
   readonly #d: PublisherDeps
   constructor(d: PublisherDeps) {
     this.#d = d
