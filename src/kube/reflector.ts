@@ -25,7 +25,7 @@
 // - A stop we asked for (AbortSignal) is never a failure: nothing is logged
 //   and nothing is scheduled after it.
 import type { Logger } from 'pino'
-import { backoffDelay, type Backoff, type Clock } from '../reconcile/queue.js'
+import { backoffDelay, type Backoff, type Clock } from '../time/backoff.js'
 import { apiStatus } from './errors.js'
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'

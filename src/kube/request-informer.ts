@@ -15,7 +15,7 @@ import {
 import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
 import { belongsToVolume, type VolumeOwner } from './ownership.js'
 import { Reflector, objectKey, type ListResult, type ListWatch, type WatchEventType, type WatchRequest } from './reflector.js'
-import type { Backoff, Clock } from '../reconcile/queue.js'
+import type { Backoff, Clock } from '../time/backoff.js'
 
 export interface RequestCache {
   readonly synced: boolean

@@ -4,12 +4,11 @@
 // reconcile, and one key is never reconciled by two workers at once.
 
 import { DelayHeap } from './delay-heap.js'
+import { backoffDelay, type Backoff, type Clock } from '../time/backoff.js'
 
-export interface Clock {
-  now(): number
-  setTimeout(fn: () => void, ms: number): unknown
-  clearTimeout(h: unknown): void
-}
+// Shared with the reflector and the janitor; re-exported for this module's users.
+export { backoffDelay, type Backoff, type Clock }
+
 
 /**
  * What a reconcile answers, as in controller-runtime: nothing (done until
@@ -19,12 +18,6 @@ export interface Clock {
  */
 export type ReconcileResult = { requeueAfterMs?: number } | void
 
-export interface Backoff {
-  baseMs: number
-  maxMs: number
-  /** Fraction of the delay added or removed at random: 0.2 → ±20 %. */
-  jitter: number
-}
 
 export interface WorkQueueOptions {
   /** Max keys reconciled concurrently. */
@@ -55,18 +48,6 @@ const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-}
-
-/**
- * The delay before retry number `failures` (1 for the first failure):
- * base·2^(failures-1), capped at max, then spread by ±jitter so that volumes
- * failing together (an issuer down) do not retry together. The cap applies
- * before the jitter for the same reason: keys stuck at the cap stay spread.
- */
-export function backoffDelay(failures: number, b: Backoff, random: () => number): number {
-  const exp = Math.min(b.maxMs, b.baseMs * 2 ** Math.max(0, failures - 1))
-  const spread = 1 + b.jitter * (2 * random() - 1)
-  return Math.max(0, Math.round(exp * spread))
 }
 
 export class WorkQueue {

@@ -8,7 +8,7 @@ import type { Tombstone, TombstoneStore } from '../state/tombstones.js'
 import type { RequestClient } from '../kube/requests.js'
 import { isNotFound } from '../kube/errors.js'
 import { belongsToVolume } from '../kube/ownership.js'
-import { backoffDelay, type Backoff, type Clock } from './queue.js'
+import { backoffDelay, type Backoff, type Clock } from '../time/backoff.js'
 
 export interface RequestJanitorDeps {
   tombstones: Pick<TombstoneStore, 'add' | 'remove' | 'list'>
