@@ -257,9 +257,15 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
       depth: 1,
       ignored: (p: string) => this.#ignored(p),
     })
+    // One read of the record per event serves both questions: ours? whose?
+    const report = async (path: string, gone: boolean): Promise<void> => {
+      const dirName = basename(dirname(path))
+      const text = gone ? undefined : await readNoFollow(path, 'utf8').catch(() => undefined)
+      if (this.#isOwn(dirName, gone, text)) return
+      onChange(this.#idFor(dirName, gone, text), path)
+    }
     const onRecord = (event: string) => (path: string) => {
-      this.#isOwn(path, event === 'unlink')
-        .then(own => (own ? undefined : this.#idFor(path, event === 'unlink').then(id => onChange(id, path))))
+      report(path, event === 'unlink')
         // A throwing handler must not become an unhandled rejection (which
         // ends the process) nor stop later events.
         .catch((err: unknown) => this.#log.warn({ err, path }, 'state store change handler failed'))
@@ -279,21 +285,17 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
     return parts.length > 2 || (parts.length === 2 && parts[1] !== RECORD_FILE)
   }
 
-  /** Whether the change at `path` is this store's own save or removal. */
-  async #isOwn(path: string, gone: boolean): Promise<boolean> {
-    const dirName = basename(dirname(path))
+  /** Whether the change in `dirName` (its record now `text`) is this store's own save or removal. */
+  #isOwn(dirName: string, gone: boolean, text: string | undefined): boolean {
     if (gone) return this.#ownRemovals.delete(dirName)
     const own = this.#ownWrites.get(dirName)
-    if (own === undefined) return false
-    const text = await readNoFollow(path, 'utf8').catch(() => undefined)
-    return text !== undefined && digest(text) === own
+    return own !== undefined && text !== undefined && digest(text) === own
   }
 
-  async #idFor(path: string, gone: boolean): Promise<string | undefined> {
-    const dirName = basename(dirname(path))
-    if (!gone) {
+  #idFor(dirName: string, gone: boolean, text: string | undefined): string | undefined {
+    if (!gone && text !== undefined) {
       try {
-        const parsed: unknown = JSON.parse(await readNoFollow(path, 'utf8'))
+        const parsed: unknown = JSON.parse(text)
         const id = (parsed as { volumeId?: unknown } | null)?.volumeId
         if (typeof id === 'string' && volumeDirName(id) === dirName) {
           this.#ids.set(dirName, id)
