@@ -56,7 +56,7 @@ export function nextStep(o: Observation): Step {
 
   // The volume is served from what we have, even while a renewal is under way
   // and even once expired (with disable-auto-renew it is left to expire).
-  const hasCert = o.current !== undefined && o.current.keyMatches
+  const hasCert = servesCertificate(o)
   if (hasCert && !o.publishedFresh) return { kind: 'render' }
   if (hasCert && !o.mounted) return { kind: 'mount' }
   const ready = hasCert
@@ -92,6 +92,15 @@ export function nextStep(o: Observation): Step {
 
   if (o.disableAutoRenew || renewAt === undefined) return { kind: 'wait', ready, message: 'ready' }
   return { kind: 'wait', ready, message: 'ready', requeueAfterMs: Math.max(0, renewAt - now) }
+}
+
+/**
+ * The volume is served from what it has (even while a renewal is under way):
+ * a stored certificate whose key matches. The executor reports readiness by
+ * this rule too.
+ */
+export function servesCertificate(o: Pick<Observation, 'current'>): boolean {
+  return o.current !== undefined && o.current.keyMatches
 }
 
 /**

@@ -24,7 +24,7 @@ import { belongsToVolume, csrDigest, notOurRequest, type VolumeOwner } from '../
 import type { RequestCache } from '../kube/request-informer.js'
 import type { EventRecorder, ObjectRef } from '../kube/events.js'
 import { apiMessage } from '../kube/errors.js'
-import { nextStep, type Observation, type Step } from './plan.js'
+import { nextStep, servesCertificate, type Observation, type Step } from './plan.js'
 import type { VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
 import { backoffDelay, type Backoff, type ReconcileResult } from './queue.js'
@@ -52,8 +52,6 @@ export interface MountOps {
   unmount(target: string): Promise<void>
 }
 
-/** The atomic folder writer a volume's folder uses (src/state/volume-dir.ts). */
-export type PublishedDir = AtomicFolders
 
 export type { VolumeStatus } from './status.js'
 
@@ -64,7 +62,8 @@ export interface ReconcilerDeps {
   cache: RequestCache
   janitor: RequestBurial
   mounter: MountOps
-  files: PublishedDir
+  /** The atomic folder writer each volume's folder uses (src/state/volume-dir.ts). */
+  files: AtomicFolders
   events: EventRecorder
   logger: Logger
   now: () => number
@@ -374,7 +373,7 @@ export class Reconciler {
         // Ready while a renewal is in flight only if a certificate is served
         // meanwhile (the planner's rule): a lost stored pair is not ready.
         const state = requestState(created)
-        const served = obs.current?.keyMatches === true
+        const served = servesCertificate(obs)
         this.#setStatus(record.volumeId, { ready: served, message: state.message, failed: false, gone: false, targetPath: record.targetPath })
         this.#report(record.volumeId, served, record, spec)
         return 'stop'
