@@ -1,6 +1,7 @@
 // Assembles the reconciling driver: store, informer, queue, reconciler and
 // the publisher the CSI Node service calls. main.ts only passes config in.
-import { loadKubeConfig } from './kube/config.js'
+import { ApiClient } from './kube/api-client.js'
+import { loadClusterAccess } from './kube/kubeconfig.js'
 import { access, constants } from 'node:fs/promises'
 import type { DataRootLock } from './host/data-root-lock.js'
 import { TombstoneStore } from './state/tombstones.js'
@@ -49,7 +50,7 @@ export interface RunningDriver {
 }
 
 export async function startDriver(config: DriverConfig, logger: Logger): Promise<RunningDriver> {
-  const kc = loadKubeConfig(config.kubeconfig)
+  const api = new ApiClient(await loadClusterAccess(config.kubeconfig), { timeoutMs: config.kube?.apiTimeoutMs })
   const mounter = new Mounter()
   // Key material never touches a disk: the data root gets our own tmpfs
   // (main.ts checked the directory with checkDataRoot before locking it).
@@ -58,7 +59,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   if (tmpfs === 'mounted') await config.lock?.lockAgain()
   logger.info({ dataRoot: config.dataRoot, tmpfs }, 'data root ready')
 
-  const events = new KubeEventRecorder(kc, config.nodeId, logger, { timeoutMs: config.kube?.apiTimeoutMs })
+  const events = new KubeEventRecorder(api, config.nodeId, logger)
   const store = new VolumeStore<VolumeRecord>({
     dataRoot: config.dataRoot,
     validate: validateRecord,
@@ -71,7 +72,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     },
   })
   // A request call that reaches the apiserver ends the cache's backoff wait (declared below).
-  const requests = new KubeRequestClient(kc, { timeoutMs: config.kube?.apiTimeoutMs, onAnswered: () => informer.retryNow() })
+  const requests = new KubeRequestClient(api, { onAnswered: () => informer.retryNow() })
   const janitor = new RequestJanitor({
     tombstones: new TombstoneStore(config.dataRoot, logger),
     requests,
@@ -84,8 +85,8 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   let queue: WorkQueue | undefined
   const enqueue = (volumeId: string): void => queue?.add(volumeId)
   const informer = new RequestInformer({
-    kc, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId),
-    apiTimeoutMs: config.kube?.apiTimeoutMs, relistPeriodMs: config.kube?.cacheRelistPeriodMs,
+    api, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId),
+    relistPeriodMs: config.kube?.cacheRelistPeriodMs,
     // The API is back: what failed on it goes again now, not after a backoff
     // grown during the outage (a renewal due meanwhile would wait minutes).
     onRecovered: () => {

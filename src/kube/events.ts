@@ -2,10 +2,9 @@
 // `kubectl events` tells what the driver did. Best effort: a failed Event is
 // logged, never fails a reconcile. Rate limited per object and reason
 // (./event-limiter.ts).
-import { EventsV1Api, V1MicroTime, type KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { randomBytes } from 'node:crypto'
-import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import { microTime, type ApiClient } from './api-client.js'
 import { EventLimiter, type EventLimiterOptions } from './event-limiter.js'
 
 export interface ObjectRef {
@@ -25,28 +24,24 @@ export interface EventRecorder {
 export interface EventRecorderOptions {
   /** reportingController; default csi.cert-manager.io. */
   controller?: string
-  /** Deadline of each API call; default 30 s. */
-  timeoutMs?: number
   limits?: EventLimiterOptions
   now?: () => number
 }
 
 export class KubeEventRecorder implements EventRecorder {
-  readonly #api: EventsV1Api
+  readonly #api: ApiClient
   readonly #controller: string
-  readonly #timeoutMs: number
   readonly #limiter: EventLimiter
   readonly #now: () => number
 
   readonly #nodeId: string
 
   readonly #logger: Logger
-  constructor(kc: KubeConfig, nodeId: string, logger: Logger, opts: EventRecorderOptions = {}) {
+  constructor(api: ApiClient, nodeId: string, logger: Logger, opts: EventRecorderOptions = {}) {
     this.#nodeId = nodeId
     this.#logger = logger
-    this.#api = kc.makeApiClient(EventsV1Api)
+    this.#api = api
     this.#controller = opts.controller ?? 'csi.cert-manager.io'
-    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
     this.#limiter = new EventLimiter(opts.limits)
     this.#now = opts.now ?? Date.now
   }
@@ -60,8 +55,7 @@ export class KubeEventRecorder implements EventRecorder {
     const note = decision.suppressedBefore > 0 ? `${givenNote} (${decision.suppressedBefore} similar Events held back)` : givenNote
     const body = {
       metadata: { name: `${regarding.name.slice(0, 200)}.${randomBytes(8).toString('hex')}`, namespace: regarding.namespace },
-      // events.k8s.io/v1 insists on microsecond precision: a Date serialises with milliseconds.
-      eventTime: new V1MicroTime(),
+      eventTime: microTime(new Date(this.#now())),
       reportingController: this.#controller,
       reportingInstance: `${this.#controller}/${this.#nodeId}`.slice(0, 128),
       action,
@@ -70,7 +64,8 @@ export class KubeEventRecorder implements EventRecorder {
       note: note.slice(0, 1024),
       regarding: { apiVersion: regarding.apiVersion, kind: regarding.kind, name: regarding.name, namespace: regarding.namespace, ...(regarding.uid ? { uid: regarding.uid } : {}) },
     }
-    withTimeout('Event create', this.#timeoutMs, options => this.#api.createNamespacedEvent({ namespace: regarding.namespace, body }, options)).catch((err: unknown) => {
+    const path = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(regarding.namespace)}/events`
+    this.#api.request('Event create', { method: 'POST', path, body }).catch((err: unknown) => {
       this.#logger.warn({ err, reason, object: `${regarding.kind}/${regarding.namespace}/${regarding.name}` }, 'could not record an Event')
     })
   }

@@ -58,7 +58,7 @@ export interface ListWatch<T> {
   list(signal: AbortSignal): Promise<ListResult<T>>
   /**
    * Resolves when the watch closes normally or `signal` aborts; rejects on
-   * an error (an HTTP status arrives as `statusCode`/`code`, as client-node does).
+   * an error (an HTTP status arrives as `statusCode`, as ApiError carries it).
    */
   watch(req: WatchRequest): Promise<void>
 }

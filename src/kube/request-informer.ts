@@ -6,15 +6,14 @@
 // It holds only requests that belong to a volume this node tracks (see
 // ./ownership.ts): labelled copies from anyone else are dropped on arrival,
 // so they can neither grow the cache nor be mistaken for ours.
-import { CustomObjectsApi, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_NODE, ANNOTATION_VOLUME_ID,
   certificateRequestSchema, nodeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
-import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import type { ApiClient } from './api-client.js'
 import { belongsToVolume, type VolumeOwner } from './ownership.js'
-import { Reflector, objectKey, type ListResult, type ListWatch, type WatchEventType, type WatchRequest } from './reflector.js'
+import { Reflector, objectKey, type ListResult, type ListWatch, type ObjectWithMeta, type WatchEventType, type WatchRequest } from './reflector.js'
 import type { Backoff, Clock } from '../time/backoff.js'
 
 export interface RequestCache {
@@ -27,8 +26,11 @@ export interface RequestCache {
   untrack(volumeId: string): void
 }
 
+type KubernetesObject = ObjectWithMeta
+
 export interface RequestInformerOptions {
-  kc: KubeConfig
+  /** The API to list and watch (or `listWatch`). */
+  api?: ApiClient
   nodeId: string
   logger: Logger
   /** Every add, update and delete (a delete found by a re-list included), with the request's last state. */
@@ -37,8 +39,6 @@ export interface RequestInformerOptions {
   relistPeriodMs?: number
   /** Old name of relistPeriodMs. */
   resyncMs?: number
-  /** Deadline of the LIST and of opening a watch; default 30 s. */
-  apiTimeoutMs?: number
   /** The API answers again after one or more failures. */
   onRecovered?: () => void
   /** For tests: what to list and watch instead of the API. */
@@ -61,9 +61,11 @@ export class RequestInformer implements RequestCache {
   readonly #opts: RequestInformerOptions
   constructor(opts: RequestInformerOptions) {
     this.#opts = opts
+    const listWatch = opts.listWatch ?? (opts.api ? new CertificateRequestListWatch(opts.api, opts.nodeId) : undefined)
+    if (!listWatch) throw new TypeError('RequestInformer needs an api or a listWatch')
     this.#reflector = new Reflector<KubernetesObject>({
       what: 'CertificateRequest',
-      listWatch: opts.listWatch ?? new CertificateRequestListWatch(opts.kc, opts.nodeId, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS),
+      listWatch,
       handlers: {
         add: obj => this.#upsert(obj),
         update: obj => this.#upsert(obj),
@@ -169,65 +171,29 @@ export class RequestInformer implements RequestCache {
   }
 }
 
-/**
- * The reflector's port on the real API: a typed LIST through CustomObjectsApi
- * with a deadline, and client-node's Watch for the stream.
- */
+/** The reflector's port on the real API: this node's requests, listed and watched cluster-wide by label. */
 export class CertificateRequestListWatch implements ListWatch<KubernetesObject> {
-  readonly #api: CustomObjectsApi
-  readonly #watcher: Watch
+  readonly #api: ApiClient
   readonly #labelSelector: string
   readonly #path = `/apis/${CR_GROUP}/${CR_VERSION}/${CR_PLURAL}`
 
-  readonly #timeoutMs: number
-  constructor(kc: KubeConfig, nodeId: string, timeoutMs: number) {
-    this.#timeoutMs = timeoutMs
-    this.#api = kc.makeApiClient(CustomObjectsApi)
+  constructor(api: ApiClient, nodeId: string) {
+    this.#api = api
     this.#labelSelector = `${LABEL_NODE}=${nodeLabelValue(nodeId)}`
-    // Watch sets its own AbortSignal on the request (we cannot add ours) and
-    // hands its controller back only once the response headers arrived, so a
-    // connect to a blackholed apiserver could not be aborted at all. A
-    // kubeconfig whose fetch options carry node-fetch's `timeout` (which
-    // covers the request until the headers) bounds that phase; the stream
-    // after it is ended by the server's timeoutSeconds or the reflector.
-    const watchConfig = Object.create(kc) as KubeConfig
-    watchConfig.applyToFetchOptions = async opts => ({ ...(await kc.applyToFetchOptions(opts)), timeout: timeoutMs })
-    this.#watcher = new Watch(watchConfig)
   }
 
   async list(signal: AbortSignal): Promise<ListResult<KubernetesObject>> {
-    const list = (await withTimeout('CertificateRequest list', this.#timeoutMs, options =>
-      this.#api.listClusterCustomObject({ group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL, labelSelector: this.#labelSelector }, options), signal,
-    )) as { items?: KubernetesObject[]; metadata?: { resourceVersion?: string } }
+    const list = await this.#api.request<{ items?: KubernetesObject[]; metadata?: { resourceVersion?: string } }>(
+      'CertificateRequest list', { method: 'GET', path: this.#path, query: { labelSelector: this.#labelSelector }, signal })
     return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' }
   }
 
   watch(req: WatchRequest): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (req.signal.aborted) return resolve()
-      let controller: AbortController | undefined
-      let settled = false
-      const settle = (err?: unknown): void => {
-        if (settled) return
-        settled = true
-        req.signal.removeEventListener('abort', onAbort)
-        controller?.abort()
-        // Aborting makes Watch report an AbortError: that is our own stop.
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the watch's own error, as it came
-        if (err && !req.signal.aborted) reject(err)
-        else resolve()
-      }
-      const onAbort = (): void => settle()
-      req.signal.addEventListener('abort', onAbort, { once: true })
-      const query = { labelSelector: this.#labelSelector, resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds }
-      this.#watcher.watch(this.#path, query, (type: string, obj: unknown) => {
-        if (!settled) req.onEvent(type as WatchEventType, obj)
-      }, (err: unknown) => settle(err ?? undefined)).then(c => {
-        controller = c
-        // A non-200 answer has already called done; an abort may have come while connecting.
-        if (settled) c.abort()
-        else req.onOpen()
-      }, (err: unknown) => settle(err))
+    const query = { labelSelector: this.#labelSelector, resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds }
+    return this.#api.watch('CertificateRequest watch', this.#path, query, {
+      signal: req.signal,
+      onOpen: () => req.onOpen(),
+      onEvent: (type, obj) => req.onEvent(type as WatchEventType, obj),
     })
   }
 }

@@ -1,15 +1,16 @@
 // CertificateRequest API calls: create (adopting our own on a retry, never
 // someone else's), delete (only the object we mean, by uid), list a volume's
 // requests. Each call has a deadline (--kube-api-timeout).
-import { CustomObjectsApi, type ConfigurationOptions, type KubeConfig } from '@kubernetes/client-node'
-import { DEFAULT_API_TIMEOUT_MS, withTimeout } from './config.js'
+import type { ApiClient, ApiRequest } from './api-client.js'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_VOLUME, ANNOTATION_VOLUME_ID,
   certificateRequestSchema, volumeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
 import { apiStatus, isConflict, isNotFound } from './errors.js'
 
-const crApi = { group: CR_GROUP, version: CR_VERSION, plural: CR_PLURAL }
+const requestsIn = (namespace: string): string =>
+  `/apis/${CR_GROUP}/${CR_VERSION}/namespaces/${encodeURIComponent(namespace)}/${CR_PLURAL}`
+const requestPath = (namespace: string, name: string): string => `${requestsIn(namespace)}/${encodeURIComponent(name)}`
 
 /** Says why an existing request is not ours, or undefined when it is. */
 export type OwnershipCheck = (existing: CertificateRequest) => string | undefined
@@ -32,27 +33,23 @@ export interface RequestClient {
 }
 
 export interface RequestClientOptions {
-  /** Deadline of each API call; default 30 s. */
-  timeoutMs?: number
   /** The apiserver answered a call (success or an HTTP error): it is reachable. */
   onAnswered?: () => void
 }
 
 export class KubeRequestClient implements RequestClient {
-  readonly #api: CustomObjectsApi
-  readonly #timeoutMs: number
+  readonly #api: ApiClient
   readonly #onAnswered: () => void
 
-  constructor(kc: KubeConfig, opts: RequestClientOptions = {}) {
-    this.#api = kc.makeApiClient(CustomObjectsApi)
-    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
+  constructor(api: ApiClient, opts: RequestClientOptions = {}) {
+    this.#api = api
     this.#onAnswered = opts.onAnswered ?? (() => {})
   }
 
   /** One call with its deadline, telling onAnswered when the server answered at all. */
-  async #call<T>(what: string, fn: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
+  async #call(what: string, req: ApiRequest): Promise<unknown> {
     try {
-      const result = await withTimeout(what, this.#timeoutMs, fn)
+      const result = await this.#api.request<unknown>(what, req)
       this.#onAnswered()
       return result
     } catch (err) {
@@ -63,8 +60,7 @@ export class KubeRequestClient implements RequestClient {
 
   async create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest> {
     try {
-      return certificateRequestSchema.parse(await this.#call('CertificateRequest create',
-        options => this.#api.createNamespacedCustomObject({ ...crApi, namespace, body }, options)))
+      return certificateRequestSchema.parse(await this.#call('CertificateRequest create', { method: 'POST', path: requestsIn(namespace), body }))
     } catch (err) {
       if (!isConflict(err)) throw err
       // Our deterministic name already exists: a retry of a create whose
@@ -80,8 +76,7 @@ export class KubeRequestClient implements RequestClient {
 
   async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
     try {
-      return certificateRequestSchema.parse(await this.#call('CertificateRequest get',
-        options => this.#api.getNamespacedCustomObject({ ...crApi, namespace, name }, options)))
+      return certificateRequestSchema.parse(await this.#call('CertificateRequest get', { method: 'GET', path: requestPath(namespace, name) }))
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw err
@@ -89,10 +84,9 @@ export class KubeRequestClient implements RequestClient {
   }
 
   async delete(namespace: string, name: string, uid?: string): Promise<void> {
-    const body = uid === undefined ? {} : { body: { preconditions: { uid } } }
+    const body = uid === undefined ? undefined : { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid } }
     try {
-      await this.#call('CertificateRequest delete',
-        options => this.#api.deleteNamespacedCustomObject({ ...crApi, namespace, name, ...body }, options))
+      await this.#call('CertificateRequest delete', { method: 'DELETE', path: requestPath(namespace, name), body })
     } catch (err) {
       // 409 with a uid precondition: the name now holds another object, which is not ours to delete.
       if (!isNotFound(err) && !(uid !== undefined && isConflict(err))) throw err
@@ -100,9 +94,9 @@ export class KubeRequestClient implements RequestClient {
   }
 
   async listForVolume(namespace: string, volumeId: string): Promise<CertificateRequest[]> {
-    const list = (await this.#call('CertificateRequest list', options => this.#api.listNamespacedCustomObject({
-      ...crApi, namespace, labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}`,
-    }, options))) as { items?: unknown[] }
+    const list = (await this.#call('CertificateRequest list', {
+      method: 'GET', path: requestsIn(namespace), query: { labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}` },
+    })) as { items?: unknown[] }
     return (list.items ?? []).map(item => certificateRequestSchema.parse(item))
       .filter(cr => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID] === volumeId)
   }

@@ -4,7 +4,7 @@ import t from 'tap'
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { KubeConfig } from '@kubernetes/client-node'
+import { ApiClient } from '../../src/kube/api-client.js'
 import pino from 'pino'
 import { EventLimiter } from '../../src/kube/event-limiter.js'
 import { KubeEventRecorder } from '../../src/kube/events.js'
@@ -41,13 +41,9 @@ t.test('a failure Event repeated 100 times reaches the apiserver 5 times', async
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => new Promise<void>(r => server.close(() => r())))
-  const kc = new KubeConfig()
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
-  })
+  const api = new ApiClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
   let now = 0
-  const rec = new KubeEventRecorder(kc, 'node-1', pino({ level: 'silent' }), { now: () => now })
+  const rec = new KubeEventRecorder(api, 'node-1', pino({ level: 'silent' }), { now: () => now })
   const pod = { apiVersion: 'v1', kind: 'Pod', name: 'app', namespace: 'ns', uid: 'u' }
   for (let i = 0; i < 100; i++) rec.record(pod, 'Warning', 'IssuanceFailed', 'Issue', 'denied')
   rec.record(pod, 'Normal', 'Issued', 'Issue', 'ok')

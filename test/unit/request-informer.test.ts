@@ -1,19 +1,20 @@
 // The CertificateRequest cache: its indexes over a fake ListWatch, then the
-// real client-node adapter (LIST, Watch) against a small fake apiserver over
-// HTTP, where the bugs of the makeInformer wrapper showed; and the deadline
+// real adapter (LIST, WATCH on our ApiClient) against a small fake apiserver
+// over HTTP, where the bugs of the makeInformer wrapper showed; and the deadline
 // every API call gets (requests.ts, events.ts, the cache's LIST).
 import t from 'tap'
 import fc from 'fast-check'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node'
 import { RequestInformer } from '../../src/kube/request-informer.js'
 import { KubeRequestClient } from '../../src/kube/requests.js'
 import { KubeEventRecorder } from '../../src/kube/events.js'
-import { ApiTimeoutError } from '../../src/kube/config.js'
+import { ApiClient, ApiTimeoutError } from '../../src/kube/api-client.js'
 import { ANNOTATION_VOLUME_ID, LABEL_NODE, type CertificateRequest } from '../../src/kube/certificate-request.js'
-import type { ListResult, ListWatch, WatchRequest } from '../../src/kube/reflector.js'
+import type { ListResult, ListWatch, ObjectWithMeta, WatchRequest } from '../../src/kube/reflector.js'
+
+type KubernetesObject = ObjectWithMeta & { metadata?: { annotations?: Record<string, string> } }
 import { createLogger } from '../../src/log/logger.js'
 
 const tick = (): Promise<void> => new Promise<void>(r => setImmediate(r))
@@ -73,7 +74,7 @@ function informerOver(lw: FakeListWatch) {
   const { logger, lines } = capture()
   const changes: string[] = []
   const informer = new RequestInformer({
-    kc: new KubeConfig(), nodeId: 'node-1', logger,
+    nodeId: 'node-1', logger,
     onChange: (volumeId, c) => void changes.push(`${volumeId} ${c.metadata.name}@${c.metadata.resourceVersion}`),
     listWatch: lw,
     random: () => 0.5,
@@ -141,9 +142,9 @@ t.test("labelled copies from anyone else are not kept: another namespace, anothe
   }
   lw.items = [cr('ours', '1', 'vol-1')]
   // What a user who may create requests in their own namespace can make.
-  for (let i = 0; i < 500; i++) lw.items.push(forged(`other-ns-${i}`, c => void (c.metadata.namespace = 'attacker')) as KubernetesObject)
-  lw.items.push(forged('no-owner', c => void delete c.metadata.ownerReferences) as KubernetesObject)
-  lw.items.push(forged('other-pod', c => void (c.metadata.ownerReferences![0]!.uid = 'someone-else')) as KubernetesObject)
+  for (let i = 0; i < 500; i++) lw.items.push(forged(`other-ns-${i}`, c => void (c.metadata.namespace = 'attacker')))
+  lw.items.push(forged('no-owner', c => void delete c.metadata.ownerReferences))
+  lw.items.push(forged('other-pod', c => void (c.metadata.ownerReferences![0]!.uid = 'someone-else')))
   lw.items.push(cr('untracked', '1', 'vol-99'))
   const { informer, changes } = informerOver(lw)
   await informer.start()
@@ -257,15 +258,8 @@ class FakeApiServer {
     this.server.closeAllConnections()
     await new Promise<void>(r => this.server.close(() => r()))
   }
-  kubeconfig(): KubeConfig {
-    const kc = new KubeConfig()
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${this.port}`, skipTLSVerify: true }],
-      users: [{ name: 'u', token: 't' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    })
-    return kc
+  client(timeoutMs?: number): ApiClient {
+    return new ApiClient({ server: `http://127.0.0.1:${this.port}`, token: 't' }, timeoutMs ? { timeoutMs } : {})
   }
   count(kind: 'LIST' | 'WATCH', since = 0): number {
     return this.seen.filter(s => s.at >= since && s.path === '/apis/cert-manager.io/v1/certificaterequests' && (s.query.get('watch') === 'true') === (kind === 'WATCH')).length
@@ -332,12 +326,11 @@ function liveInformer(api: FakeApiServer, opts: { relistPeriodMs?: number; apiTi
   const changes: string[] = []
   const period = opts.relistPeriodMs ?? 60_000
   const informer = new RequestInformer({
-    kc: api.kubeconfig(), nodeId: 'node-1', logger,
+    api: api.client(opts.apiTimeoutMs), nodeId: 'node-1', logger,
     onChange: (volumeId, c) => void changes.push(`${volumeId} ${c.metadata.name}`),
     relistPeriodMs: period,
     // What the makeInformer wrapper called the same knob.
     resyncMs: period,
-    ...(opts.apiTimeoutMs ? { apiTimeoutMs: opts.apiTimeoutMs } : {}),
     ...(opts.backoffBaseMs ? { backoff: { baseMs: opts.backoffBaseMs, maxMs: 60_000, jitter: 0.2 } } : {}),
   })
   trackVolumes(informer)
@@ -490,7 +483,7 @@ t.test('a watch whose headers never come is given up after the API timeout', asy
   const { informer, warnings } = liveInformer(api, { apiTimeoutMs: 150, backoffBaseMs: 10_000 })
   await informer.start()
   await until('a warning', () => warnings().length > 0)
-  t.match(warnings()[0], { op: 'watch', err: { message: /network timeout/ } })
+  t.match(warnings()[0], { op: 'watch', err: { message: 'CertificateRequest watch timed out after 150ms' } })
   const watch = api.seen.find(s => s.query.get('watch') === 'true')!
   await until('the server to see the WATCH closed', () => watch.closed)
   t.ok(watch.closed)
@@ -501,7 +494,7 @@ t.test('a watch whose headers never come is given up after the API timeout', asy
 
 t.test('every CertificateRequest call times out with its name and aborts the HTTP request', async t => {
   const api = await fakeApi(t)
-  const client = new KubeRequestClient(api.kubeconfig(), { timeoutMs: 120 })
+  const client = new KubeRequestClient(api.client(120))
   const calls: Array<[string, () => Promise<unknown>]> = [
     ['CertificateRequest create', () => client.create('ns', { metadata: { name: 'x' } }, () => undefined)],
     ['CertificateRequest get', () => client.get('ns', 'x')],
@@ -527,7 +520,7 @@ t.test('every CertificateRequest call times out with its name and aborts the HTT
 t.test('an Event that hangs is given up after the timeout and logged as an object', async t => {
   const api = await fakeApi(t)
   const { logger, warnings } = capture('warn')
-  const events = new KubeEventRecorder(api.kubeconfig(), 'node-1', logger, { timeoutMs: 100 })
+  const events = new KubeEventRecorder(api.client(100), 'node-1', logger)
   events.record({ apiVersion: 'v1', kind: 'Pod', name: 'p', namespace: 'ns' }, 'Normal', 'Issued', 'Issue', 'ok')
   await until('a warning', () => warnings().length > 0)
   t.match(warnings()[0], { msg: 'could not record an Event', err: { message: 'Event create timed out after 100ms' } })
