@@ -19,6 +19,8 @@ import { KubeEventRecorder } from './kube/events.js'
 import { WorkQueue, type Backoff } from './reconcile/queue.js'
 import { Semaphore } from './reconcile/semaphore.js'
 import { Reconciler } from './reconcile/reconciler.js'
+import { KeyPool } from './pki/key-pool.js'
+import { generatePrivateKey } from './pki/keys.js'
 import { DesiredStatePublisher } from './reconcile/desired-state.js'
 import { releaseOrphan } from './reconcile/orphan.js'
 import { validateRecord, type VolumeRecord } from './reconcile/record.js'
@@ -105,6 +107,10 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     },
     onError: err => logger.warn({ err }, 'cannot read the data root\'s free space; will try again'),
   })
+  const keys = new KeyPool({
+    generate: generatePrivateKey,
+    onRefillError: (err, spec) => logger.warn({ err, key: `${spec.algorithm}-${spec.size}` }, 'could not make a key ahead; publishes make their own'),
+  })
   const reconciler = new Reconciler({
     nodeId: config.nodeId,
     store,
@@ -117,6 +123,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     logger,
     now: Date.now,
     random: Math.random,
+    keys,
     issuance: new Semaphore(config.maxConcurrentIssuances),
     failureBackoff: config.failureBackoff ?? { baseMs: 30_000, maxMs: 60 * 60_000, jitter: 0.2 },
     onIssued: (_id, renewal, latencyMs) => config.metrics?.issued(renewal ? 'renew' : 'issue', latencyMs > 0 ? latencyMs / 1000 : undefined),
@@ -171,6 +178,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
       await queue?.shutdown()
       await janitor.stop()
       await informer.stop()
+      keys.close()
     },
   }
 }

@@ -7,17 +7,16 @@
 // reconcile read, so a step never overwrites what a CSI call recorded
 // meanwhile (an unpublish landing during acceptCertificate): on a conflict
 // the reconcile starts over from the record as it is now.
-import { X509Certificate } from 'node:crypto'
+import { type KeyObject, X509Certificate } from 'node:crypto'
 import { access, rmdir } from 'node:fs/promises'
 import { isNoSpace } from '../host/files.js'
 import { VolumeStatuses, type VolumeStatus } from './status.js'
 import { VolumeDir, type AtomicFolders } from '../state/volume-dir.js'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
-import type { VolumeSpec } from '../volume/types.js'
+import type { KeySpec, VolumeSpec } from '../volume/types.js'
 import { parseVolumeAttributes } from '../volume/spec.js'
-import { generatePrivateKey, encodePrivateKeyPem, parsePrivateKeyPem, publicKeyMatches } from '../pki/keys.js'
-import { buildCsrPem } from '../pki/csr.js'
+import { encodePrivateKeyPem, parsePrivateKeyPem, publicKeyMatches } from '../pki/keys.js'
 import { buildCertificateRequest, requestName, requestState, type CertificateRequest } from '../kube/certificate-request.js'
 import { RequestNameTakenError, type RequestClient } from '../kube/requests.js'
 import { belongsToVolume, csrDigest, notOurRequest, type VolumeOwner } from '../kube/ownership.js'
@@ -68,6 +67,8 @@ export interface ReconcilerDeps {
   logger: Logger
   now: () => number
   random: () => number
+  /** Where new private keys come from: src/pki/key-pool.ts, or generatePrivateKey itself. */
+  keys: KeySource
   /** Caps concurrent key generation and request creation on this node. */
   issuance: Semaphore
   failureBackoff: Backoff
@@ -77,6 +78,10 @@ export interface ReconcilerDeps {
   onVolumeState?: (volumeId: string, s: VolumeState | undefined) => void
   /** A write failed for want of space (every time, not rate-limited like the Event). */
   onDataRootFull?: () => void
+}
+
+export interface KeySource {
+  take(spec: KeySpec): Promise<KeyObject>
 }
 
 export interface VolumeState {
@@ -340,7 +345,7 @@ export class Reconciler {
       case 'generateKey': {
         const stored = spec.reusePrivateKey ? await this.#readStored(record.volumeId) : undefined
         const keyPem = stored?.keyPem ??
-          encodePrivateKeyPem(await this.#d.issuance.run(() => generatePrivateKey(spec.key)), 'PKCS8')
+          encodePrivateKeyPem(await this.#d.issuance.run(() => this.#d.keys.take(spec.key)), 'PKCS8')
         await p.writePendingKey(keyPem)
         return record
       }
@@ -541,6 +546,8 @@ export class Reconciler {
     const kept = await p.readPendingCsr()
     if (kept !== undefined && record.request?.csrSha256 === digestOf(kept)) return { pem: kept, sha256: record.request.csrSha256 }
     const key = parsePrivateKeyPem(await p.readPendingKey())
+    // Loaded on the first CSR: the X.509 library is ~6 MiB that an idle node never needs.
+    const { buildCsrPem } = await import('../pki/csr.js')
     const pem = await this.#d.issuance.run(() => buildCsrPem(spec, key))
     await p.writePendingCsr(pem)
     return { pem, sha256: digestOf(pem) }

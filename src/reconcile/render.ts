@@ -3,7 +3,6 @@
 import { createHash } from 'node:crypto'
 import type { VolumeSpec } from '../volume/types.js'
 import { encodePrivateKeyPem, parsePrivateKeyPem } from '../pki/keys.js'
-import { buildPkcs12 } from '../pki/pkcs12.js'
 import type { StoredPair } from '../state/volume-dir.js'
 
 /** The issued pair as the volume's folder keeps it (key in PKCS#8 PEM, re-encoded per spec when rendered). */
@@ -37,6 +36,8 @@ export function renderDeterministic(spec: VolumeSpec, stored: StoredCertificate,
 /** The keystore is salted at random: it is compared by the hash recorded when written. */
 export async function renderKeystore(spec: VolumeSpec, stored: StoredCertificate): Promise<RenderedFile | undefined> {
   if (!spec.pkcs12) return undefined
+  // Loaded on the first keystore: pkijs is memory that most nodes never need.
+  const { buildPkcs12 } = await import('../pki/pkcs12.js')
   const data = await buildPkcs12({
     keyPem: stored.keyPem,
     certificatePem: stored.certificatePem,

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { webcrypto } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
+import { generatePrivateKey } from '../../src/pki/keys.js'
 import pino from 'pino'
 import { Reconciler, type MountOps, type RequestBurial } from '../../src/reconcile/reconciler.js'
 import { VolumeStore } from '../../src/state/store.js'
@@ -179,6 +180,7 @@ export async function setup(t: Test, opts: SetupOptions = {}) {
 
   const build = (store: VolumeStore<VolumeRecord>, cache: FakeCache) => new Reconciler({
     nodeId: 'node-1', store, requests, cache, janitor, mounter,
+    keys: { take: generatePrivateKey },
     files: { write: async (d, f, o) => { await writeHook(d); await writeAtomically(d, f, o) }, read: readPublished, clear: clearPublished },
     events: recorder,
     logger,
