@@ -322,6 +322,7 @@ async function scale(cluster: Cluster, watcher: CrWatcher, kind: DriverKind, ref
     const lost = managed.filter(v => !mountinfo.has(v.targetPath)).length
     put('p6-serving', `P6 restart with ${M} volumes: spawn → Probe ready`, 'ms', kind, serving)
     put('p6-all', `P6 restart with ${M} volumes: spawn → all ${M} republished`, 'ms', kind, allReady)
+    put('p6-after-socket', `P6 restart with ${M} volumes: Probe ready → all ${M} republished`, 'ms', kind, allReady - serving)
     put('p6-retries', 'P6 republish calls that failed and were retried', 'count', kind, attempts.reduce((s, a) => s + a - 1, 0))
     put('p6-crs', 'P6 CertificateRequests created during recovery', 'count', kind, created)
     put('p6-lost', 'P6 volumes not mounted after recovery', 'count', kind, lost)

@@ -15,7 +15,7 @@ export interface PublisherDeps {
   enqueue: (volumeId: string) => void
   /** Read, never written: the reconciler concludes each volume's status. */
   statuses: Pick<VolumeStatuses, 'get' | 'watch'>
-  reconciler: Pick<Reconciler, 'forceTeardown' | 'reportDataRootFull'>
+  reconciler: Pick<Reconciler, 'forceTeardown' | 'reportDataRootFull' | 'servesAsIs'>
   now: () => number
   /** Unmounts a target no record knows (the record was lost) and deletes its requests: see unpublish. */
   releaseOrphan: (volumeId: string, targetPath: string) => Promise<void>
@@ -48,6 +48,14 @@ export class DesiredStatePublisher implements VolumePublisher {
       this.#d.reconciler.reportDataRootFull(req.pod, req.volumeId, err)
       throw new ResourceExhaustedError(`the data root is full (${(err as NodeJS.ErrnoException).code}): no room to record volume ${req.volumeId}; the kubelet will retry once there is room`, { cause: err })
     })
+    // Not looked at since this process started (a restart with many volumes):
+    // a volume that serves as things stand is answered now, not after the
+    // start-up pass reaches it. Any doubt falls through to the reconciler.
+    if (status === undefined && !this.#unpublishing.has(req.volumeId) &&
+      await this.#d.reconciler.servesAsIs(req.volumeId, req.targetPath).catch(() => false)) {
+      this.#d.enqueue(req.volumeId)
+      return
+    }
     await this.#waitFor(req.volumeId, signal, s => {
       if (s.ready) return true
       if (s.failed) throw new FailedPreconditionError(s.message)

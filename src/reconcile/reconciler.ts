@@ -151,6 +151,23 @@ export class Reconciler {
     }
   }
 
+  /**
+   * True when the volume serves its certificate as things stand: its record
+   * wants it published at `targetPath`, the stored pair matches, the files
+   * the pod sees are exactly what they should be, and the bind mount stands.
+   * It only reads, and concludes no status: it lets a republish after a
+   * restart be answered before the start-up pass reaches its volume (the pass
+   * still comes, for renewal timers and stale requests).
+   */
+  async servesAsIs(volumeId: string, targetPath: string): Promise<boolean> {
+    const record = await this.#d.store.load(volumeId)
+    if (!record || record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return false
+    const parsed = parseVolumeAttributes(record.attributes, record.pod)
+    if (!parsed.ok) return false
+    const obs = await this.#observe(record, parsed.spec, undefined)
+    return obs.targetParentExists && servesCertificate(obs) && obs.publishedFresh && obs.mounted
+  }
+
   // Unpublished volumes whose record could not say so (the data root is full).
   readonly #teardownWithoutRecord = new Set<string>()
 

@@ -1,0 +1,98 @@
+// A republish after a restart is answered before the start-up pass reaches
+// its volume when the volume serves as things stand (issue 14, P6): the real
+// DesiredStatePublisher over the real executor, a real store and real files
+// (test/helpers/reconciler-fakes.ts). The queue is left out on purpose: the
+// enqueue only records, as if a thousand volumes were ahead of this one. Any
+// doubt (a file altered, the mount gone, a key that does not match) must fall
+// through to waiting for the reconciler.
+import 'reflect-metadata'
+import t, { type Test } from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { DesiredStatePublisher } from '../../src/reconcile/desired-state.js'
+import { DeadlineExceededError } from '../../src/errors.js'
+import { requestName } from '../../src/kube/certificate-request.js'
+import { FakeIssuer, NOW, TestCA, keyAndCert, setup, type Harness } from '../helpers/reconciler-fakes.js'
+
+/** A volume issued, rendered and mounted, then a new process over the same data root. */
+async function servedThenRestarted(t: Test): Promise<Harness> {
+  const s = await setup(t, { informer: true })
+  const issuer = new FakeIssuer(s, await TestCA.create(NOW))
+  await s.store.commit(s.record, undefined)
+  await s.reconciler.reconcile(s.volumeId)
+  await issuer.issue(requestName(s.record.pod, s.volumeId, 2))
+  await s.reconciler.reconcile(s.volumeId)
+  if (!s.reconciler.status(s.volumeId)?.ready) throw new Error('the volume did not become ready before the restart')
+  s.restart()
+  return s
+}
+
+function publisherOver(s: Harness): { publisher: DesiredStatePublisher; enqueued: string[] } {
+  const enqueued: string[] = []
+  const publisher = new DesiredStatePublisher({
+    nodeId: 'node-1', store: s.store, enqueue: id => void enqueued.push(id), reconciler: s.reconciler,
+    statuses: s.reconciler.statuses, now: () => s.clock.t, releaseOrphan: async () => {},
+  })
+  return { publisher, enqueued }
+}
+
+/** Aborts after `ms` on a timer that keeps the process alive (AbortSignal.timeout's does not). */
+function deadline(ms = 300): AbortSignal {
+  const c = new AbortController()
+  setTimeout(() => c.abort(), ms)
+  return c.signal
+}
+
+const republish = (s: Harness, publisher: DesiredStatePublisher): Promise<void> =>
+  publisher.publish({ volumeId: s.volumeId, targetPath: s.record.targetPath, readonly: true, pod: s.record.pod, attributes: s.record.attributes }, deadline())
+
+t.test('a volume that serves as things stand is answered at once, and still goes to the start-up pass', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher, enqueued } = publisherOver(s)
+  await republish(s, publisher)
+  t.same(enqueued, [s.volumeId], 'enqueued for the full reconcile all the same')
+  t.equal(s.reconciler.status(s.volumeId), undefined, 'the check concludes no status: only a reconcile does')
+  t.equal(s.requests.creates.length, 1, 'no new request')
+})
+
+t.test('a published file altered behind our back: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  await writeFile(join(s.store.volumeDir(s.volumeId), 'published', 'crt.pem'), 'tampered\n')
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('the bind mount gone: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  s.mounter.mounted.clear()
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('a stored certificate that is not for the stored key: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  const other = await keyAndCert()
+  // The pod's copy matches the stored one, so only the key check can tell.
+  const vdir = s.store.volumeDir(s.volumeId)
+  await writeFile(join(vdir, 'current', 'cert.pem'), other.certPem)
+  await writeFile(join(vdir, 'published', 'crt.pem'), other.certPem)
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('a republish at another target path: the record moves there, and nothing is mounted there yet', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  const elsewhere = join(s.record.targetPath, '..', '..', 'other', 'mount')
+  await t.rejects(publisher.publish({ volumeId: s.volumeId, targetPath: elsewhere, readonly: true, pod: s.record.pod, attributes: s.record.attributes }, deadline()), DeadlineExceededError)
+})
+
+t.test('once the reconciler has looked, its status answers, not the check', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher, enqueued } = publisherOver(s)
+  s.mounter.mounted.clear()
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal(s.reconciler.status(s.volumeId)?.ready, true, 'the reconcile mounted it again')
+  await republish(s, publisher)
+  t.same(enqueued, [], 'answered from memory: nothing enqueued')
+})
