@@ -1,7 +1,7 @@
 // cert-manager.io/v1 CertificateRequest: how we build one for a volume and
 // how we read one back. Pure: no API calls here.
 import { createHash } from 'node:crypto'
-import { z } from 'zod'
+import * as v from 'valibot'
 import type { PodInfo, VolumeSpec } from '../volume/types.js'
 
 export const CR_GROUP = 'cert-manager.io'
@@ -79,38 +79,52 @@ export function buildCertificateRequest(input: RequestInput): object {
   }
 }
 
-const conditionSchema = z.object({
-  type: z.string(),
-  status: z.string(),
-  reason: z.string().optional(),
-  message: z.string().optional(),
+const str = v.optional(v.string())
+const timestamp = v.optional(v.union([v.string(), v.date()]))
+const stringMap = v.optional(v.record(v.string(), v.string()))
+
+const conditionSchema = v.object({ type: v.string(), status: v.string(), reason: str, message: str })
+
+// The API hands custom objects back untyped: take only what we read, checked
+// (loose objects keep the rest as it came).
+const certificateRequestSchema = v.looseObject({
+  metadata: v.object({
+    name: v.string(),
+    namespace: v.string(),
+    uid: str,
+    resourceVersion: str,
+    creationTimestamp: timestamp,
+    labels: stringMap,
+    annotations: stringMap,
+    deletionTimestamp: timestamp,
+    ownerReferences: v.optional(v.array(v.looseObject({ kind: v.string(), name: str, uid: v.string() }))),
+  }),
+  spec: v.looseObject({
+    issuerRef: v.object({ name: v.string(), kind: str, group: str }),
+  }),
+  status: v.optional(v.object({
+    certificate: str,
+    ca: str,
+    conditions: v.optional(v.array(conditionSchema)),
+    failureTime: str,
+  })),
 })
 
-// The API hands custom objects back as `any`: take only what we read, checked.
-export const certificateRequestSchema = z.object({
-  metadata: z.object({
-    name: z.string(),
-    namespace: z.string(),
-    uid: z.string().optional(),
-    resourceVersion: z.string().optional(),
-    creationTimestamp: z.union([z.string(), z.date()]).optional(),
-    labels: z.record(z.string(), z.string()).optional(),
-    annotations: z.record(z.string(), z.string()).optional(),
-    deletionTimestamp: z.union([z.string(), z.date()]).optional(),
-    ownerReferences: z.array(z.object({ kind: z.string(), name: z.string().optional(), uid: z.string() }).passthrough()).optional(),
-  }),
-  spec: z.object({
-    issuerRef: z.object({ name: z.string(), kind: z.string().optional(), group: z.string().optional() }),
-  }).passthrough(),
-  status: z.object({
-    certificate: z.string().optional(),
-    ca: z.string().optional(),
-    conditions: z.array(conditionSchema).optional(),
-    failureTime: z.string().optional(),
-  }).optional(),
-}).passthrough()
+export type CertificateRequest = v.InferOutput<typeof certificateRequestSchema>
 
-export type CertificateRequest = z.infer<typeof certificateRequestSchema>
+/** The object as a CertificateRequest; throws naming the first field that is not what we read. */
+export function parseCertificateRequest(x: unknown): CertificateRequest {
+  const parsed = v.safeParse(certificateRequestSchema, x)
+  if (parsed.success) return parsed.output
+  const issue = parsed.issues[0]
+  throw new TypeError(`not a CertificateRequest: ${v.getDotPath(issue) ?? '(top)'}: ${issue.message}`)
+}
+
+/** The object as a CertificateRequest, or undefined when it cannot be read as one. */
+export function readCertificateRequest(x: unknown): CertificateRequest | undefined {
+  const parsed = v.safeParse(certificateRequestSchema, x)
+  return parsed.success ? parsed.output : undefined
+}
 
 export type RequestPhase = 'awaiting-approval' | 'pending' | 'issued' | 'denied' | 'failed' | 'invalid'
 
@@ -127,7 +141,7 @@ const decode = (b64: string | undefined): string | undefined => (b64 ? Buffer.fr
 
 /** Reads a CertificateRequest's conditions into the one fact the reconciler needs. */
 export function requestState(cr: CertificateRequest): RequestState {
-  const cond = (type: string): z.infer<typeof conditionSchema> | undefined => cr.status?.conditions?.find(c => c.type === type)
+  const cond = (type: string): v.InferOutput<typeof conditionSchema> | undefined => cr.status?.conditions?.find(c => c.type === type)
   const ready = cond('Ready')
   const issuer = cr.spec.issuerRef
   const denied = cond('Denied')

@@ -10,7 +10,7 @@
 // directly).
 import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
-import { z } from 'zod'
+import * as v from 'valibot'
 
 /** Everything needed to open a connection and authenticate each request. */
 export interface ClusterAccess {
@@ -35,32 +35,35 @@ export class KubeconfigError extends Error {
   }
 }
 
-const kubeconfigSchema = z.object({
-  clusters: z.array(z.object({ name: z.string(), cluster: z.object({
-    server: z.string(),
-    'certificate-authority': z.string().optional(),
-    'certificate-authority-data': z.string().optional(),
-    'insecure-skip-tls-verify': z.boolean().optional(),
-    'tls-server-name': z.string().optional(),
-    'proxy-url': z.string().optional(),
-  }) })).default([]),
-  users: z.array(z.object({ name: z.string(), user: z.object({
-    'client-certificate': z.string().optional(),
-    'client-certificate-data': z.string().optional(),
-    'client-key': z.string().optional(),
-    'client-key-data': z.string().optional(),
-    token: z.string().optional(),
-    tokenFile: z.string().optional(),
-    username: z.string().optional(),
-    password: z.string().optional(),
-    exec: z.unknown().optional(),
-    'auth-provider': z.unknown().optional(),
-  }).nullish() })).default([]),
-  contexts: z.array(z.object({ name: z.string(), context: z.object({ cluster: z.string(), user: z.string().optional() }) })).default([]),
-  'current-context': z.string().optional(),
+const str = v.optional(v.string())
+const listOf = <T extends v.GenericSchema>(item: T) => v.optional(v.array(item), [])
+
+const kubeconfigSchema = v.object({
+  clusters: listOf(v.object({ name: v.string(), cluster: v.object({
+    server: v.string(),
+    'certificate-authority': str,
+    'certificate-authority-data': str,
+    'insecure-skip-tls-verify': v.optional(v.boolean()),
+    'tls-server-name': str,
+    'proxy-url': str,
+  }) })),
+  users: listOf(v.object({ name: v.string(), user: v.nullish(v.object({
+    'client-certificate': str,
+    'client-certificate-data': str,
+    'client-key': str,
+    'client-key-data': str,
+    token: str,
+    tokenFile: str,
+    username: str,
+    password: str,
+    exec: v.optional(v.unknown()),
+    'auth-provider': v.optional(v.unknown()),
+  })) })),
+  contexts: listOf(v.object({ name: v.string(), context: v.object({ cluster: v.string(), user: str }) })),
+  'current-context': str,
 })
 
-type Kubeconfig = z.infer<typeof kubeconfigSchema>
+type Kubeconfig = v.InferOutput<typeof kubeconfigSchema>
 
 /** Reads a file named in a kubeconfig (relative paths are relative to the kubeconfig). */
 export type ReadFile = (path: string) => Buffer
@@ -70,12 +73,12 @@ export type ReadFile = (path: string) => Buffer
  * into a value), with every file it names read. Pure but for `read`.
  */
 export function accessFromKubeconfig(doc: unknown, baseDir: string, read: ReadFile, context?: string): ClusterAccess {
-  const parsed = kubeconfigSchema.safeParse(doc)
+  const parsed = v.safeParse(kubeconfigSchema, doc)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new KubeconfigError(`not a kubeconfig: ${issue?.path.join('.') || '(top)'}: ${issue?.message ?? 'invalid'}`)
+    const issue = parsed.issues[0]
+    throw new KubeconfigError(`not a kubeconfig: ${v.getDotPath(issue) ?? '(top)'}: ${issue.message}`)
   }
-  const cfg: Kubeconfig = parsed.data
+  const cfg: Kubeconfig = parsed.output
   const contextName = context ?? cfg['current-context']
   if (!contextName) throw new KubeconfigError('the kubeconfig has no current-context')
   const ctx = cfg.contexts.find(c => c.name === contextName)?.context

@@ -9,7 +9,7 @@
 import type { Logger } from 'pino'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_NODE, ANNOTATION_VOLUME_ID,
-  certificateRequestSchema, nodeLabelValue, type CertificateRequest,
+  readCertificateRequest, nodeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
 import type { ApiClient } from './api-client.js'
 import { belongsToVolume, type VolumeOwner } from './ownership.js'
@@ -132,14 +132,13 @@ export class RequestInformer implements RequestCache {
   }
 
   #upsert(obj: KubernetesObject): void {
-    const parsed = certificateRequestSchema.safeParse(obj)
-    if (!parsed.success) {
+    const cr = readCertificateRequest(obj)
+    if (!cr) {
       this.#opts.logger.warn({ name: obj.metadata?.name, namespace: obj.metadata?.namespace }, 'ignoring a CertificateRequest we cannot read')
       // What we held of it is no longer what the server holds.
       this.#remove(obj)
       return
     }
-    const cr = parsed.data
     const k = key(cr.metadata.namespace, cr.metadata.name)
     const volumeId = volumeOf(cr)
     const old = this.#byKey.get(k)

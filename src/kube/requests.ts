@@ -4,7 +4,7 @@
 import type { ApiClient, ApiRequest } from './api-client.js'
 import {
   CR_GROUP, CR_VERSION, CR_PLURAL, LABEL_VOLUME, ANNOTATION_VOLUME_ID,
-  certificateRequestSchema, volumeLabelValue, type CertificateRequest,
+  parseCertificateRequest, volumeLabelValue, type CertificateRequest,
 } from './certificate-request.js'
 import { apiStatus, isConflict, isNotFound } from './errors.js'
 
@@ -60,7 +60,7 @@ export class KubeRequestClient implements RequestClient {
 
   async create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest> {
     try {
-      return certificateRequestSchema.parse(await this.#call('CertificateRequest create', { method: 'POST', path: requestsIn(namespace), body }))
+      return parseCertificateRequest(await this.#call('CertificateRequest create', { method: 'POST', path: requestsIn(namespace), body }))
     } catch (err) {
       if (!isConflict(err)) throw err
       // Our deterministic name already exists: a retry of a create whose
@@ -76,7 +76,7 @@ export class KubeRequestClient implements RequestClient {
 
   async get(namespace: string, name: string): Promise<CertificateRequest | undefined> {
     try {
-      return certificateRequestSchema.parse(await this.#call('CertificateRequest get', { method: 'GET', path: requestPath(namespace, name) }))
+      return parseCertificateRequest(await this.#call('CertificateRequest get', { method: 'GET', path: requestPath(namespace, name) }))
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw err
@@ -97,7 +97,7 @@ export class KubeRequestClient implements RequestClient {
     const list = (await this.#call('CertificateRequest list', {
       method: 'GET', path: requestsIn(namespace), query: { labelSelector: `${LABEL_VOLUME}=${volumeLabelValue(volumeId)}` },
     })) as { items?: unknown[] }
-    return (list.items ?? []).map(item => certificateRequestSchema.parse(item))
+    return (list.items ?? []).map(item => parseCertificateRequest(item))
       .filter(cr => cr.metadata.annotations?.[ANNOTATION_VOLUME_ID] === volumeId)
   }
 }

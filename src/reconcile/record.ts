@@ -2,50 +2,52 @@
 // CSI calls, and the reconciler's progress (so a restart resumes it). The
 // volume spec is not stored: it is re-derived from the attributes, so a
 // record can never hold a spec that the current parser would reject.
-import { z } from 'zod'
+import * as v from 'valibot'
 
-const podSchema = z.object({ name: z.string(), namespace: z.string(), uid: z.string(), serviceAccountName: z.string() })
+const text = v.string()
+const count = v.pipe(v.number(), v.integer())
+const podSchema = v.object({ name: text, namespace: text, uid: text, serviceAccountName: text })
 
-export const volumeRecordSchema = z.object({
-  version: z.literal(1),
-  volumeId: z.string().min(1),
-  targetPath: z.string().min(1),
-  nodeId: z.string(),
+export const volumeRecordSchema = v.object({
+  version: v.literal(1),
+  volumeId: v.pipe(v.string(), v.minLength(1)),
+  targetPath: v.pipe(v.string(), v.minLength(1)),
+  nodeId: text,
   pod: podSchema,
-  attributes: z.record(z.string(), z.string()),
-  desired: z.enum(['published', 'unpublished']),
-  createdAt: z.string(),
+  attributes: v.record(v.string(), v.string()),
+  desired: v.picklist(['published', 'unpublished']),
+  createdAt: text,
   /** Bumped by every write (the store's compare-and-swap): absent in records from before it. */
-  revision: z.number().int().nonnegative().optional(),
+  revision: v.optional(v.pipe(count, v.minValue(0))),
   /** Bumped for every CertificateRequest made: part of its deterministic name. */
-  generation: z.number().int().nonnegative(),
+  generation: v.pipe(count, v.minValue(0)),
   /** The request in flight, recorded before it is created. */
-  request: z.object({
-    name: z.string(),
-    generation: z.number().int(),
-    renewal: z.boolean(),
+  request: v.optional(v.object({
+    name: text,
+    generation: count,
+    renewal: v.boolean(),
     /** sha256 of the spec.request sent (pending-csr.pem), recorded before the create: only that request is ours. */
-    csrSha256: z.string().optional(),
+    csrSha256: v.optional(text),
     /** The uid the apiserver gave it, recorded once the create answered. */
-    uid: z.string().optional(),
-  }).optional(),
+    uid: v.optional(text),
+  })),
   /** The certificate now in the volume. */
-  issued: z.object({
-    requestName: z.string(),
-    notBefore: z.string(),
-    notAfter: z.string(),
-    renewAt: z.string(),
-    serial: z.string(),
-    issuedAt: z.string(),
-  }).optional(),
+  issued: v.optional(v.object({
+    requestName: text,
+    notBefore: text,
+    notAfter: text,
+    renewAt: text,
+    serial: text,
+    issuedAt: text,
+  })),
   /** Last terminal failure: no new request before retryAt. */
-  failure: z.object({ reason: z.string(), message: z.string(), at: z.string(), count: z.number().int(), retryAt: z.string(), requestName: z.string().optional() }).optional(),
+  failure: v.optional(v.object({ reason: text, message: text, at: text, count, retryAt: text, requestName: v.optional(text) })),
   /** Names taken by objects someone else made (stepped over): never adopted, never deleted, even with the pod's owner reference. */
-  steppedOver: z.array(z.string()).max(16).optional(),
+  steppedOver: v.optional(v.pipe(v.array(text), v.maxLength(16))),
   /** Hash of the keystore last written: it is salted at random, so it cannot be re-derived. */
-  keystoreSha256: z.string().optional(),
+  keystoreSha256: v.optional(text),
 })
 
-export type VolumeRecord = z.infer<typeof volumeRecordSchema>
+export type VolumeRecord = v.InferOutput<typeof volumeRecordSchema>
 
-export const validateRecord = (x: unknown): VolumeRecord => volumeRecordSchema.parse(x)
+export const validateRecord = (x: unknown): VolumeRecord => v.parse(volumeRecordSchema, x)

@@ -39,8 +39,8 @@ export interface StoreLogger {
   debug(obj: object, msg: string): void
 }
 
-/** A validate function (throws when invalid) or a zod-like schema. */
-export type Validator<R> = ((x: unknown) => R) | { parse(x: unknown): R }
+/** Answers the record, or throws when `x` is not one. */
+export type Validator<R> = (x: unknown) => R
 
 export interface VolumeStoreOptions<R> {
   dataRoot: string
@@ -82,8 +82,7 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
 
   constructor(opts: VolumeStoreOptions<R>) {
     this.root = join(opts.dataRoot, 'volumes')
-    const v = opts.validate
-    this.#validate = typeof v === 'function' ? v : (x) => v.parse(x)
+    this.#validate = opts.validate
     this.#log = opts.logger
     this.#onCorrupt = opts.onCorrupt
     this.#now = opts.now ?? Date.now

@@ -6,24 +6,26 @@
 // owner references to the pod let the garbage collector finish if we never can.
 import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { z } from 'zod'
+import * as v from 'valibot'
 import { isNotFound, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { volumeDirName } from './store.js'
 
-export const tombstoneSchema = z.object({
-  volumeId: z.string().min(1),
+const name = v.pipe(v.string(), v.minLength(1))
+
+export const tombstoneSchema = v.object({
+  volumeId: name,
   /** Where the requests are: the pod's namespace (an orphan's come from the cache, each with its own). */
-  requests: z.array(z.object({ namespace: z.string().min(1), name: z.string().min(1), uid: z.string().optional() })),
+  requests: v.array(v.object({ namespace: name, name, uid: v.optional(v.string()) })),
   /** The pod the requests are owned by: a listed request owned by anyone else is not ours to delete. */
-  podUid: z.string().optional(),
+  podUid: v.optional(v.string()),
   /** Namespaces to list by the volume's label too, for requests the watch had not shown yet. */
-  namespaces: z.array(z.string().min(1)),
+  namespaces: v.array(name),
   /** Names in those namespaces taken by someone else's objects (stepped over): never deleted, owner reference or not. */
-  spare: z.array(z.string()).optional(),
-  createdAt: z.string(),
+  spare: v.optional(v.array(v.string())),
+  createdAt: v.string(),
 })
 
-export type Tombstone = z.infer<typeof tombstoneSchema>
+export type Tombstone = v.InferOutput<typeof tombstoneSchema>
 
 export interface TombstoneLogger {
   warn(obj: object, msg: string): void
@@ -88,8 +90,8 @@ export class TombstoneStore {
       if (isNotFound(err)) return undefined
       throw err
     }
-    const parsed = tombstoneSchema.safeParse(safeJson(text))
-    if (parsed.success) return parsed.data
+    const parsed = v.safeParse(tombstoneSchema, safeJson(text))
+    if (parsed.success) return parsed.output
     // Garbage cannot name a request: drop it, the garbage collector has the rest.
     this.#log.warn({ path }, 'unreadable tombstone removed')
     await rm(path, { force: true })

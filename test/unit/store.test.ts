@@ -3,7 +3,6 @@ import { mkdtemp, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
-import { z } from 'zod'
 import { VolumeStore, volumeDirName, type StoreLogger } from '../../src/state/store.js'
 
 interface Rec {
@@ -151,15 +150,6 @@ t.test('an unreadable record is skipped by list, not set aside', async (t) => {
   t.equal(corrupt.length, 0)
   t.equal(warnings.length, 1)
   await t.rejects(store.load('weird'), { code: 'EISDIR' }, 'load reports it to its caller')
-})
-
-t.test('a zod schema works as the validator', async (t) => {
-  const dataRoot = await mkdtemp(join(tmpdir(), 'store-test-'))
-  t.teardown(() => rm(dataRoot, { recursive: true, force: true }))
-  const schema = z.object({ version: z.literal(1), volumeId: z.string(), size: z.number() })
-  const store = new VolumeStore({ dataRoot, validate: schema, logger: { warn() {}, debug() {} } })
-  await store.save({ version: 1, volumeId: 'z', size: 3 })
-  t.same(await store.load('z'), { version: 1, volumeId: 'z', size: 3 })
 })
 
 t.test('remove deletes the whole volume directory and is idempotent', async (t) => {
