@@ -14,10 +14,11 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY proto/ proto/
 COPY src/ src/
-# Compile, then drop the dev dependencies (tap, tsx, typescript...) so the
-# node_modules copied below holds only what the driver loads.
+COPY scripts/bundle.ts scripts/
+# Type-check and compile, then bundle: the runtime stage needs only the
+# bundle (no node_modules), about 9 MiB less resident per node.
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm run bundle
 
 FROM node:24-bookworm-slim
 ARG VERSION=0.1.0
@@ -42,10 +43,10 @@ RUN apt-get update \
 
 WORKDIR /app
 ENV NODE_ENV=production
-# main.js reads ../../package.json (its version) and proto/csi.proto at run time.
+# The bundle (dist/bundle/main.js) reads ../../package.json (its version) and
+# ../../proto/*.proto at run time.
 COPY --from=build /src/package.json ./package.json
-COPY --from=build /src/node_modules/ ./node_modules/
-COPY --from=build /src/dist/ ./dist/
+COPY --from=build /src/dist/bundle/ ./dist/bundle/
 COPY proto/ ./proto/
 
 # Root on purpose: mount(2) needs CAP_SYS_ADMIN in the host's mount namespace,
@@ -53,4 +54,4 @@ COPY proto/ ./proto/
 # propagation. A non-root user could not mount tmpfs or bind-mount volumes.
 # hadolint ignore=DL3002
 USER 0:0
-ENTRYPOINT ["node", "/app/dist/src/main.js"]
+ENTRYPOINT ["node", "/app/dist/bundle/main.js"]

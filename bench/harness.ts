@@ -251,29 +251,23 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: 
 
 export type DriverKind = 'ours' | 'reference'
 
-/** How our driver runs: `compiled` as the image does (tsc output, plain node), or `tsx` from source. */
+/** How our driver runs: `compiled` as the image does (the esbuild bundle, plain node), or `tsx` from source. */
 export type OursRuntime = 'compiled' | 'tsx'
 
 /**
- * Node arguments that start our driver. `compiled` builds src/ with
- * tsconfig.build.json (what the Dockerfile runs) into bench/.build, where
- * node_modules, proto/ and package.json resolve as they do from dist/.
+ * Node arguments that start our driver. `compiled` bundles src/ with
+ * scripts/bundle.ts (what the image runs) into bench/.build/dist/bundle,
+ * where proto/ and package.json resolve at ../../ as they do in the image.
  */
 export function prepareOurs(runtime: OursRuntime): string[] {
   if (runtime === 'tsx') return ['--import', 'tsx', 'src/main.ts']
   const out = join(ROOT, 'bench/.build')
-  log('compiling our driver (tsc -p tsconfig.build.json) into bench/.build')
+  log('bundling our driver (scripts/bundle.ts) into bench/.build, as the image runs it')
   rmSync(out, { recursive: true, force: true })
-  try {
-    execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  } catch (err) {
-    // tsc still emits on type errors (someone's edit in progress): run what it emitted.
-    if (!existsSync(join(out, 'src/main.js'))) throw err
-    log('tsc reported type errors; running the JavaScript it emitted anyway')
-  }
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bundle.ts', join(out, 'dist/bundle')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   symlinkSync('../../proto', join(out, 'proto'))
   symlinkSync('../../package.json', join(out, 'package.json'))
-  return [join(out, 'src/main.js')]
+  return [join(out, 'dist/bundle/main.js')]
 }
 
 export interface Volume {

@@ -446,7 +446,7 @@ async function main(): Promise<void> {
     '',
     `- machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; Node ${process.version}`,
     `- load: at start \`${loadStart}\`; at end \`${loadEnd}\` (1/5/15-minute load averages: other work on the machine shows here)`,
-    `- ours: ${head}${dirty}, run ${oursRuntime === 'compiled' ? 'compiled (tsc -p tsconfig.build.json, plain node, as the image runs it)' : 'from source with tsx'}; reference: github.com/cert-manager/csi-driver ${refVersion}`,
+    `- ours: ${head}${dirty}, run ${oursRuntime === 'compiled' ? 'bundled (scripts/bundle.ts, plain node, as the image runs it)' : 'from source with tsx'}; reference: github.com/cert-manager/csi-driver ${refVersion}`,
     `- sizes: --volumes ${opt.volumes} --samples ${opt.samples} --idle-seconds ${opt.idleSeconds} --burst ${opt.burst} --p8-samples ${opt.p8Samples} --idle-profile-seconds ${opt.idleProfileSeconds} --concurrency ${opt.concurrency}${quick ? ' (--quick)' : ''}; ${minutes.toFixed(1)} minutes of measuring`,
     '- volumes: ECDSA P-256 (PKCS8) unless the row says RSA-2048; 10 volumes per Pod; both drivers against one control plane, one at a time, each on its own fresh node directory and data root',
     '- p99 is nearest-rank: with 50 samples it is the slowest but one',

@@ -130,7 +130,7 @@ t.test('two stages on the current Node LTS, Debian slim', async (t) => {
   t.not(runtime?.from, build?.name, 'the runtime starts from the base image, not from the build stage')
 })
 
-t.test('build stage: npm ci, compile, prune dev dependencies', async (t) => {
+t.test('build stage: npm ci, compile, bundle', async (t) => {
   const ins = build?.instructions ?? []
   const runs = ins.filter((i) => i.cmd === 'RUN').map((i) => i.args)
   const ci = ins.findIndex((i) => i.cmd === 'RUN' && /\bnpm ci\b/.test(i.args))
@@ -140,11 +140,11 @@ t.test('build stage: npm ci, compile, prune dev dependencies', async (t) => {
   t.ok(lock >= 0 && lock < ci, 'package-lock.json is copied before npm ci')
   t.ok(srcCopy > ci, 'sources are copied after npm ci, so the dependency layer stays cached')
   const build_ = runs.findIndex((r) => /\bnpm run build\b/.test(r))
-  const prune = runs.findIndex((r) => /\bnpm prune\b.*--omit=dev/.test(r))
-  t.ok(build_ >= 0, 'npm run build')
-  t.ok(prune >= build_ && build_ >= 0, 'npm prune --omit=dev after the build')
+  const bundle = runs.findIndex((r) => /\bnpm run bundle\b/.test(r))
+  t.ok(build_ >= 0, 'npm run build (type-checks and compiles)')
+  t.ok(bundle >= build_ && build_ >= 0, 'npm run bundle after the build')
   const copied = ins.filter((i) => i.cmd === 'COPY').flatMap((i) => parseCopy(i.args).sources.map((s) => s.replace(/\/$/, '')))
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto']) {
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto', 'scripts/bundle.ts']) {
     t.ok(copied.includes(f), `the build stage copies ${f}`)
   }
 })
@@ -171,9 +171,9 @@ t.test('runtime stage: the files main.js needs, and the entrypoint', async (t) =
   const copies = ins.filter((i) => i.cmd === 'COPY').map((i) => parseCopy(i.args))
   const fromBuild = (src: string): string | undefined =>
     copies.find((c) => c.flags.from === build?.name && c.sources.some((s) => s.replace(/\/$/, '').endsWith(src)))?.dest
-  // main.js (dist/src) reads ../../package.json; proto.ts (dist/src/csi) reads ../../../proto/csi.proto.
-  t.equal(fromBuild('/dist'), './dist/', 'compiled JavaScript at /app/dist')
-  t.equal(fromBuild('/node_modules'), './node_modules/', 'production node_modules at /app/node_modules')
+  // The bundle (dist/bundle) reads ../../package.json and ../../proto/*.proto.
+  t.equal(fromBuild('/dist/bundle'), './dist/bundle/', 'the bundle at /app/dist/bundle')
+  t.notOk(copies.some((c) => c.sources.some((s) => s.includes('node_modules'))), 'no node_modules: the bundle holds every dependency')
   t.equal(fromBuild('/package.json'), './package.json', 'package.json at /app (the version main reports)')
   const proto = copies.find((c) => c.sources.some((s) => s.replace(/\/$/, '') === 'proto'))
   t.equal(proto?.dest, './proto/', 'proto/ at /app/proto (loaded at run time)')
@@ -185,7 +185,7 @@ t.test('runtime stage: the files main.js needs, and the entrypoint', async (t) =
   t.doesNotThrow(() => {
     argv = JSON.parse(entry[0]?.args ?? '')
   }, 'exec form (a JSON array): node is PID 1 and receives SIGTERM')
-  t.same(argv, ['node', '/app/dist/src/main.js'])
+  t.same(argv, ['node', '/app/dist/bundle/main.js'])
   t.notOk(all.some((i) => i.cmd === 'CMD'), 'no CMD: the DaemonSet passes every flag')
 
   const user = ins.filter((i) => i.cmd === 'USER').at(-1)
@@ -225,7 +225,7 @@ t.test('.dockerignore', async (t) => {
     t.ok(patterns.includes(p), `excludes ${p}`)
   }
   // What the build stage copies must stay in the context.
-  for (const keep of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto', 'proto/csi.proto']) {
+  for (const keep of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'proto', 'proto/csi.proto', 'scripts', 'scripts/bundle.ts']) {
     t.notOk(patterns.includes(keep), `keeps ${keep}`)
   }
   t.notOk(patterns.some((p) => p.startsWith('!')), 'no re-includes that could bring an excluded file back')
