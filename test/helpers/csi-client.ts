@@ -110,6 +110,8 @@ export interface DriverProcess {
 /**
  * Starts `node --import tsx src/main.ts --node-id ... --endpoint unix://<socket>
  * --data-root <dataRoot> ...extraArgs` and resolves once GetPluginInfo answers.
+ * `entry` replaces `--import tsx src/main.ts` (the bundle, say), run from
+ * `cwd` (the repository root by default) with `env` added to this process's.
  */
 export async function startDriver(opts: {
   socketPath: string
@@ -117,11 +119,12 @@ export async function startDriver(opts: {
   nodeId?: string
   extraArgs?: string[]
   startTimeoutMs?: number
+  entry?: string[]
+  cwd?: string
+  env?: NodeJS.ProcessEnv
 }): Promise<DriverProcess> {
   const args = [
-    '--import',
-    'tsx',
-    'src/main.ts',
+    ...(opts.entry ?? ['--import', 'tsx', 'src/main.ts']),
     '--node-id',
     opts.nodeId ?? 'test-node',
     '--endpoint',
@@ -132,7 +135,7 @@ export async function startDriver(opts: {
     ...(opts.extraArgs?.includes('--metrics-bind-address') ? [] : ['--metrics-bind-address', '127.0.0.1:0']),
     ...(opts.extraArgs ?? []),
   ]
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } })
   let logs = ''
   proc.stdout?.setEncoding('utf8').on('data', (s: string) => (logs += s))
   proc.stderr?.setEncoding('utf8').on('data', (s: string) => (logs += s))

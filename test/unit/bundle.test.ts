@@ -3,12 +3,12 @@
 // proto/, package.json) in a scratch folder with no node_modules, start it
 // with no Kubernetes API (it then serves Identity only), and call it.
 import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CsiTestClient } from '../helpers/csi-client.js'
+import { CsiTestClient, startDriver } from '../helpers/csi-client.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -25,26 +25,15 @@ t.test('the bundle runs alone, as the image lays it out', async t => {
   t.equal(version.stdout.trim(), (await import(join(root, 'package.json'), { with: { type: 'json' } })).default.version, '--version reads ../../package.json')
 
   const socket = join(app, 'csi.sock')
-  const child = spawn(process.execPath, [join(app, 'dist/bundle/main.js'), '--node-id', 'bundle-node', '--endpoint', `unix://${socket}`, '--data-root', join(app, 'data'), '--metrics-bind-address', '0'], {
-    cwd: app, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBERNETES_SERVICE_HOST: '' },
+  const driver = await startDriver({
+    entry: [join(app, 'dist/bundle/main.js')], cwd: app, socketPath: socket, dataRoot: join(app, 'data'),
+    nodeId: 'bundle-node', extraArgs: ['--metrics-bind-address', '0'], startTimeoutMs: 30_000,
+    env: { KUBERNETES_SERVICE_HOST: '' },
   })
-  t.teardown(() => { child.kill('SIGKILL') })
-  let out = ''
-  await new Promise<void>((resolve, reject) => {
-    const onData = (c: Buffer): void => {
-      out += c.toString()
-      if (out.includes('CSI server listening')) resolve()
-    }
-    child.stdout.on('data', onData)
-    child.stderr.on('data', onData)
-    child.once('exit', code => reject(new Error(`the bundled driver exited ${code}: ${out}`)))
-    setTimeout(() => reject(new Error(`the bundled driver was not up in 30 s: ${out}`)), 30_000)
-  })
+  t.teardown(() => { driver.proc.kill('SIGKILL') })
   const client = new CsiTestClient(socket)
   const info = await client.call('GetPluginInfo', {})
   t.equal(info.name, 'csi.cert-manager.io', 'serves CSI from the bundled proto')
   client.close()
-  child.kill('SIGTERM')
-  const code = await new Promise(resolve => child.once('exit', resolve))
-  t.equal(code, 0, `stopped cleanly on SIGTERM: ${out.slice(-500)}`)
+  t.equal(await driver.stop('SIGTERM'), 0, `stopped cleanly on SIGTERM: ${driver.logs().slice(-500)}`)
 })
