@@ -247,6 +247,24 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: 
   return out
 }
 
+/** A command's trimmed output, or '?' when it fails (machine facts for a results header). */
+export function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', cwd: ROOT }).trim()
+  } catch {
+    return '?'
+  }
+}
+
+/** Builds the reference driver (or finds it built) with bench/build-reference.sh; answers its binary's path. */
+export function referenceBinary(): string {
+  log('building (or finding) the reference driver')
+  const out = execFileSync('bash', [join(ROOT, 'bench/build-reference.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const bin = out.trim().split('\n').pop()
+  if (!bin) throw new Error('bench/build-reference.sh printed no binary path')
+  return bin
+}
+
 // ---- the node under test ---------------------------------------------------
 
 export type DriverKind = 'ours' | 'reference'

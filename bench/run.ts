@@ -20,7 +20,7 @@ import { parseVolumeAttributes } from '../src/volume/spec.js'
 import { buildCertificateRequest } from '../src/kube/certificate-request.js'
 import {
   CrWatcher, NodeUnderTest, cpuSeconds, deleteRequests, log, median, onCleanup, percentile, pool, requestsOwnedBy, rssKiB,
-  prepareOurs, runCleanups, startCluster, type Cluster, type DriverKind, type OursRuntime, type Volume,
+  prepareOurs, referenceBinary, runCleanups, sh, startCluster, type Cluster, type DriverKind, type OursRuntime, type Volume,
 } from './harness.js'
 import { summarizeCpuProfile, breakdownFromLogs, keyAndCsrCost, type Breakdown } from './profile.js'
 
@@ -402,24 +402,12 @@ async function idleProfile(cluster: Cluster): Promise<void> {
 
 // ---- main --------------------------------------------------------------------
 
-function sh(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', cwd: ROOT }).trim()
-  } catch {
-    return '?'
-  }
-}
-
 async function main(): Promise<void> {
   const started = new Date()
   const loadStart = sh('uptime', [])
   const needReference = opt.drivers.includes('reference')
   let referenceBin: string | undefined
-  if (needReference) {
-    log('building (or finding) the reference driver')
-    const out = execFileSync('bash', [join(ROOT, 'bench/build-reference.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-    referenceBin = out.trim().split('\n').pop()
-  }
+  if (needReference) referenceBin = referenceBinary()
   if (opt.drivers.includes('ours')) oursCommand = prepareOurs(oursRuntime)
   const cluster = await startCluster(flags['bin-dir'] ?? process.env.CSI_TOOLS_BIN)
   const watcher = new CrWatcher(cluster.kc, cluster.namespace)
