@@ -6,10 +6,10 @@ import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, readdirSync
 import { join, resolve, dirname } from 'node:path'
 import { execFileSync, execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { createServer } from 'node:net'
 import { request } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { makeAuthority, issueLeaf, serviceAccountKeyPair } from './pki.js'
+import { freePort } from './ports.js'
 import { startProcess, stopProcess, isAlive, tail, rssMiB, type ProcessRecord } from './processes.js'
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
@@ -61,18 +61,6 @@ export function buildTools(names: string[] = []): string {
   const bin = out.trim().split('\n').pop()
   if (!bin || !existsSync(bin)) throw new ClusterError(`test/tools/build.sh printed no bin directory (got ${JSON.stringify(out)})`)
   return bin
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))))
-    })
-  })
 }
 
 interface TlsClient { ca: string; cert: string; key: string }

@@ -15,9 +15,9 @@ import { execFileSync } from 'node:child_process'
 import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { buildTools, down as clusterDown, up as clusterUp, kubectl, readState as readClusterState, type ClusterState } from '../cluster/control-plane.js'
+import { freePort } from '../cluster/ports.js'
 import { isAlive, startProcess, stopProcess, tail, type ProcessRecord } from '../cluster/processes.js'
 import { buildImages, BUSYBOX_IMAGE, PAUSE_IMAGE } from './images.js'
 
@@ -87,17 +87,6 @@ export function readNode(root = e2eRoot()): E2eNode | undefined {
 
 function saveNode(node: E2eNode): void {
   writeFileSync(paths(node.root).state, JSON.stringify(node, null, 2))
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer()
-    srv.on('error', rej)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => (typeof addr === 'object' && addr ? res(addr.port) : rej(new Error('no port'))))
-    })
-  })
 }
 
 async function waitFor(what: string, proc: ProcessRecord | undefined, timeoutMs: number, check: () => Promise<boolean> | boolean): Promise<void> {
