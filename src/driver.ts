@@ -16,7 +16,7 @@ import { SpaceWatch } from './host/space-watch.js'
 import { KubeRequestClient } from './kube/requests.js'
 import { RequestInformer } from './kube/request-informer.js'
 import { KubeEventRecorder } from './kube/events.js'
-import { WorkQueue, type Backoff } from './reconcile/queue.js'
+import { WorkQueue, type Backoff, type Priority } from './reconcile/queue.js'
 import { Semaphore } from './reconcile/semaphore.js'
 import { Reconciler } from './reconcile/reconciler.js'
 import { KeyPool } from './pki/key-pool.js'
@@ -85,7 +85,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   // Declared before it is built: the callbacks below refer to it before it exists.
   // eslint-disable-next-line prefer-const
   let queue: WorkQueue | undefined
-  const enqueue = (volumeId: string): void => queue?.add(volumeId)
+  const enqueue = (volumeId: string, priority?: Priority): void => queue?.add(volumeId, priority)
   const informer = new RequestInformer({
     api, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId),
     relistPeriodMs: config.kube?.cacheRelistPeriodMs,
@@ -150,7 +150,8 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   await informer.start()
   await janitor.start()
   queue.start()
-  for (const r of records) queue.add(r.volumeId)
+  // Low priority: a republish (or any CSI call) goes ahead of this pass.
+  for (const r of records) queue.add(r.volumeId, 'low')
   logger.info({ volumes: records.length }, 'recovered volumes from the store')
   const closeWatch = await store.watch(volumeId => volumeId && queue?.add(volumeId))
   // Level-triggered healing: a file deleted or altered under a running pod

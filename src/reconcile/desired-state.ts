@@ -8,11 +8,13 @@ import type { VolumeRecord } from './record.js'
 import type { Reconciler, RecordStore } from './reconciler.js'
 import type { VolumeStatus, VolumeStatuses } from './status.js'
 import { RecordConflictError, revisionOf } from '../state/store.js'
+import type { Priority } from './queue.js'
 
 export interface PublisherDeps {
   nodeId: string
   store: RecordStore
-  enqueue: (volumeId: string) => void
+  /** `low`: nobody waits on it (see the work queue's priorities). */
+  enqueue: (volumeId: string, priority?: Priority) => void
   /** Read, never written: the reconciler concludes each volume's status. */
   statuses: Pick<VolumeStatuses, 'get' | 'watch'>
   reconciler: Pick<Reconciler, 'forceTeardown' | 'reportDataRootFull' | 'servesAsIs'>
@@ -50,10 +52,11 @@ export class DesiredStatePublisher implements VolumePublisher {
     })
     // Not looked at since this process started (a restart with many volumes):
     // a volume that serves as things stand is answered now, not after the
-    // start-up pass reaches it. Any doubt falls through to the reconciler.
+    // start-up pass reaches it; the pass (low priority) still comes for it.
+    // Any doubt falls through to the reconciler.
     if (status === undefined && !this.#unpublishing.has(req.volumeId) &&
       await this.#d.reconciler.servesAsIs(req.volumeId, req.targetPath).catch(() => false)) {
-      this.#d.enqueue(req.volumeId)
+      this.#d.enqueue(req.volumeId, 'low')
       return
     }
     await this.#waitFor(req.volumeId, signal, s => {

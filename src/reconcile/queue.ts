@@ -2,6 +2,10 @@
 // volume ids, not events. Every trigger (CSI call, informer, file watcher,
 // timer) only adds a key; a burst of triggers for one key collapses into one
 // reconcile, and one key is never reconciled by two workers at once.
+//
+// Two priorities, as in controller-runtime's priority queue: the pass over
+// every volume at start-up is low priority, so it runs on a few workers and
+// only while no normal key waits. A CSI call's volume never queues behind it.
 
 import { DelayHeap } from './delay-heap.js'
 import { backoffDelay, type Backoff, type Clock } from '../time/backoff.js'
@@ -19,9 +23,14 @@ export { backoffDelay, type Backoff, type Clock }
 export type ReconcileResult = { requeueAfterMs?: number } | void
 
 
+/** `low`: work nobody waits for (the start-up pass); it yields to `normal`. */
+export type Priority = 'normal' | 'low'
+
 export interface WorkQueueOptions {
   /** Max keys reconciled concurrently. */
   workers: number
+  /** Max low-priority keys among them; default an eighth of `workers`, at least 1. */
+  lowPriorityWorkers?: number
   /** `signal` aborts at shutdown: a long reconcile stops at its next step. */
   reconcile: (key: string, signal: AbortSignal) => Promise<ReconcileResult>
   /** Per-key exponential backoff on thrown errors. */
@@ -55,16 +64,18 @@ export class WorkQueue {
   readonly #clock: Clock
   readonly #random: () => number
   readonly #backoff: Backoff
+  readonly #lowWorkers: number
 
-  // FIFO of keys ready to run; `#queued` mirrors it for O(1) membership.
-  // An array with a moving head: shift() would be O(n) per pop.
-  #fifo: string[] = []
-  #head = 0
-  readonly #queued = new Set<string>()
-  readonly #running = new Set<string>()
+  // Keys ready to run, by priority, with `#queued` saying which lane holds
+  // each. A key raised to normal leaves a stale entry in the low lane, which
+  // is skipped when reached.
+  readonly #lanes: Record<Priority, Fifo> = { normal: new Fifo(), low: new Fifo() }
+  readonly #queued = new Map<string, Priority>()
+  readonly #running = new Map<string, Priority>()
+  #runningLow = 0
   // Keys added while running: they run once more when the current run ends,
   // so a change that lands mid-reconcile is never lost.
-  readonly #dirty = new Set<string>()
+  readonly #dirty = new Map<string, Priority>()
   readonly #stopped = new AbortController()
   readonly #failures = new Map<string, number>()
 
@@ -86,6 +97,10 @@ export class WorkQueue {
     this.#clock = opts.clock ?? systemClock
     this.#random = opts.random ?? Math.random
     this.#backoff = opts.backoff ?? DEFAULT_BACKOFF
+    this.#lowWorkers = opts.lowPriorityWorkers ?? Math.max(1, Math.floor(opts.workers / 8))
+    if (!Number.isInteger(this.#lowWorkers) || this.#lowWorkers < 1) {
+      throw new RangeError(`lowPriorityWorkers must be a positive integer, got ${opts.lowPriorityWorkers}`)
+    }
   }
 
   /** Keys waiting to run (not running, not delayed). */
@@ -102,15 +117,17 @@ export class WorkQueue {
     return this.#failures.get(key) ?? 0
   }
 
-  add(key: string): void {
+  /** Queues the key once; adding it again at normal priority raises a low one. */
+  add(key: string, priority: Priority = 'normal'): void {
     if (this.#stopping) return
     if (this.#running.has(key)) {
-      this.#dirty.add(key)
+      this.#dirty.set(key, higher(this.#dirty.get(key), priority))
       return
     }
-    if (this.#queued.has(key)) return
-    this.#queued.add(key)
-    this.#fifo.push(key)
+    const queued = this.#queued.get(key)
+    if (queued === 'normal' || queued === priority) return
+    this.#queued.set(key, priority)
+    this.#lanes[priority].push(key)
     this.#schedulePump()
   }
 
@@ -188,21 +205,31 @@ export class WorkQueue {
   }
 
   #pump(): void {
-    while (!this.#stopping && this.#running.size < this.#opts.workers && this.#queued.size > 0) {
-      const key = this.#fifo[this.#head++]!
-      this.#compact()
-      this.#queued.delete(key)
-      this.#running.add(key)
-      void this.#run(key)
+    while (!this.#stopping && this.#running.size < this.#opts.workers) {
+      const next = this.#next()
+      if (!next) break
+      this.#queued.delete(next.key)
+      this.#running.set(next.key, next.priority)
+      if (next.priority === 'low') this.#runningLow++
+      void this.#run(next.key)
     }
     this.#settleIdle(false)
   }
 
-  #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#fifo.length) {
-      this.#fifo = this.#fifo.slice(this.#head)
-      this.#head = 0
+  #next(): { key: string; priority: Priority } | undefined {
+    const normal = this.#pop('normal')
+    if (normal !== undefined) return { key: normal, priority: 'normal' }
+    if (this.#runningLow >= this.#lowWorkers) return undefined
+    const low = this.#pop('low')
+    return low === undefined ? undefined : { key: low, priority: 'low' }
+  }
+
+  #pop(priority: Priority): string | undefined {
+    const lane = this.#lanes[priority]
+    for (let key = lane.shift(); key !== undefined; key = lane.shift()) {
+      if (this.#queued.get(key) === priority) return key
     }
+    return undefined
   }
 
   async #run(key: string): Promise<void> {
@@ -222,8 +249,13 @@ export class WorkQueue {
       }
       this.addAfter(key, delay)
     } finally {
+      if (this.#running.get(key) === 'low') this.#runningLow--
       this.#running.delete(key)
-      if (this.#dirty.delete(key)) this.add(key)
+      const dirty = this.#dirty.get(key)
+      if (dirty) {
+        this.#dirty.delete(key)
+        this.add(key, dirty)
+      }
       if (this.#stopping && this.#running.size === 0) {
         for (const resolve of this.#drainWaiters.splice(0)) resolve()
       }
@@ -260,5 +292,27 @@ export class WorkQueue {
     // #arm waits again for what remains.
     for (const key of this.#delayed.popDue(this.#clock.now())) this.add(key)
     this.#arm()
+  }
+}
+
+const higher = (a: Priority | undefined, b: Priority): Priority => (a === 'normal' || b === 'normal' ? 'normal' : 'low')
+
+/** A FIFO of keys: an array with a moving head, since shift() would be O(n) per pop. */
+class Fifo {
+  #items: string[] = []
+  #head = 0
+
+  push(key: string): void {
+    this.#items.push(key)
+  }
+
+  shift(): string | undefined {
+    if (this.#head >= this.#items.length) return undefined
+    const key = this.#items[this.#head++]
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    return key
   }
 }

@@ -27,7 +27,7 @@ import { nextStep, servesCertificate, type Observation, type Step } from './plan
 import type { VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
 import { backoffDelay, type Backoff, type ReconcileResult } from './queue.js'
-import { renderDeterministic, renderKeystore, isFresh, encodeKey, sha256, type StoredCertificate } from './render.js'
+import { renderDeterministic, renderKeystore, isFresh, encodeKey, publishedDigest, sha256, type StoredCertificate } from './render.js'
 import type { Semaphore } from './semaphore.js'
 import { RecordConflictError, revisionOf } from '../state/store.js'
 import type { Tombstone } from '../state/tombstones.js'
@@ -153,19 +153,19 @@ export class Reconciler {
 
   /**
    * True when the volume serves its certificate as things stand: its record
-   * wants it published at `targetPath`, the stored pair matches, the files
-   * the pod sees are exactly what they should be, and the bind mount stands.
-   * It only reads, and concludes no status: it lets a republish after a
-   * restart be answered before the start-up pass reaches its volume (the pass
-   * still comes, for renewal timers and stale requests).
+   * wants it published at `targetPath`, the files the pod sees are the ones
+   * last rendered (their digest, recorded then) with a certificate not yet
+   * expired, and the bind mount stands. No crypto, no status concluded: it
+   * lets a republish after a restart be answered before the start-up pass
+   * reaches its volume (the pass still comes, and checks everything).
    */
   async servesAsIs(volumeId: string, targetPath: string): Promise<boolean> {
     const record = await this.#d.store.load(volumeId)
-    if (!record || record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return false
-    const parsed = parseVolumeAttributes(record.attributes, record.pod)
-    if (!parsed.ok) return false
-    const obs = await this.#observe(record, parsed.spec, undefined)
-    return obs.targetParentExists && servesCertificate(obs) && obs.publishedFresh && obs.mounted
+    const published = record?.published
+    if (!record || !published || record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return false
+    if (!(Date.parse(published.notAfter) > this.#d.now()) || !parseVolumeAttributes(record.attributes, record.pod).ok) return false
+    const files = await this.#dir(volumeId).readPublished().catch(() => undefined)
+    return files !== undefined && publishedDigest(files) === published.sha256 && await this.#d.mounter.isMountPoint(targetPath)
   }
 
   // Unpublished volumes whose record could not say so (the data root is full).
@@ -435,9 +435,10 @@ export class Reconciler {
         if (keystore) files.push(keystore)
         await p.writePublished(files, spec.fsGroup === undefined ? undefined : { uid: 0, gid: spec.fsGroup })
         const keystoreSha256 = keystore ? sha256(keystore.data) : undefined
-        if (keystoreSha256 !== record.keystoreSha256) {
-          const { keystoreSha256: _old, ...rest } = record
-          record = await this.#commit(keystoreSha256 ? { ...rest, keystoreSha256 } : rest, record)
+        const published = record.issued ? { sha256: publishedDigest(files), notAfter: record.issued.notAfter } : undefined
+        if (keystoreSha256 !== record.keystoreSha256 || published?.sha256 !== record.published?.sha256) {
+          const { keystoreSha256: _old, published: _was, ...rest } = record
+          record = await this.#commit({ ...rest, ...(keystoreSha256 ? { keystoreSha256 } : {}), ...(published ? { published } : {}) }, record)
         }
         log.debug('volume files written')
         return record

@@ -46,6 +46,12 @@ export const volumeRecordSchema = v.object({
   steppedOver: v.optional(v.pipe(v.array(text), v.maxLength(16))),
   /** Hash of the keystore last written: it is salted at random, so it cannot be re-derived. */
   keystoreSha256: v.optional(text),
+  /**
+   * The files last published (publishedDigest) and the end of their
+   * certificate's life: a republish after a restart compares the files with
+   * this rather than re-deriving them from the stored pair.
+   */
+  published: v.optional(v.object({ sha256: text, notAfter: text })),
 })
 
 export type VolumeRecord = v.InferOutput<typeof volumeRecordSchema>

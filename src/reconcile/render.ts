@@ -47,6 +47,20 @@ export async function renderKeystore(spec: VolumeSpec, stored: StoredCertificate
   return { name: spec.pkcs12.filename, data, mode: fileMode(spec) }
 }
 
+/**
+ * One digest of a folder's files, names and contents both (length-prefixed,
+ * in name order), so no two different sets share one.
+ */
+export function publishedDigest(files: ReadonlyMap<string, Buffer> | readonly RenderedFile[]): string {
+  const entries: Array<[string, Buffer]> = files instanceof Map
+    ? [...(files as ReadonlyMap<string, Buffer>).entries()]
+    : (files as readonly RenderedFile[]).map((f): [string, Buffer] => [f.name, f.data])
+  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  const hash = createHash('sha256')
+  for (const [name, data] of entries) hash.update(`${Buffer.byteLength(name)}:${name}:${data.length}:`).update(data)
+  return hash.digest('hex')
+}
+
 /** True when the published files are exactly what the spec and stored certificate call for. */
 export function isFresh(spec: VolumeSpec, stored: StoredCertificate, published: Map<string, Buffer> | undefined, keystoreSha256: string | undefined, key?: string): boolean {
   if (!published) return false

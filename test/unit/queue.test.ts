@@ -412,3 +412,82 @@ t.test('shutdown aborts the signal an in-flight reconcile was given', async (t) 
   gate.resolve()
   await stopping
 })
+
+t.test('low-priority keys run on their own few workers, and only while no normal key waits', async (t) => {
+  const gates = new Map<string, Deferred<ReconcileResult>>()
+  const started: string[] = []
+  const q = new WorkQueue({
+    workers: 3,
+    lowPriorityWorkers: 1,
+    clock: new FakeClock(),
+    reconcile: async (k) => {
+      started.push(k)
+      const d = deferred()
+      gates.set(k, d)
+      await d.promise
+    },
+  })
+  t.throws(() => new WorkQueue({ workers: 2, lowPriorityWorkers: 0, reconcile: async () => {} }), /lowPriorityWorkers must be a positive integer/)
+  for (const k of ['low-1', 'low-2', 'low-3']) q.add(k, 'low')
+  q.start()
+  await tick()
+  t.same(started, ['low-1'], 'one low worker, though three workers are free')
+  q.add('csi-1')
+  q.add('csi-2')
+  await tick()
+  t.same(started, ['low-1', 'csi-1', 'csi-2'], 'normal keys take the free workers at once')
+  q.add('csi-3')
+  gates.get('low-1')!.resolve()
+  await tick()
+  t.same(started.slice(3), ['csi-3'], 'a freed worker goes to the waiting normal key, not the next low one')
+  gates.get('csi-1')!.resolve()
+  await tick()
+  t.same(started.slice(4), ['low-2'], 'with no normal key waiting, the low lane goes on')
+  t.equal(q.length, 1, 'low-3 still waits')
+  for (const d of gates.values()) d.resolve()
+  await tick()
+  gates.get('low-3')?.resolve()
+  await q.idle()
+  t.same([...started].sort(), ['csi-1', 'csi-2', 'csi-3', 'low-1', 'low-2', 'low-3'], 'every key ran once')
+  await q.shutdown()
+})
+
+t.test('adding a low key at normal priority raises it; adding a normal key as low does not lower it', async (t) => {
+  const runs: string[] = []
+  const q = new WorkQueue({ workers: 1, lowPriorityWorkers: 1, clock: new FakeClock(), reconcile: async (k) => void runs.push(k) })
+  q.add('a', 'low')
+  q.add('b', 'low')
+  q.add('c', 'low')
+  q.add('c')
+  q.add('d')
+  q.add('d', 'low')
+  t.equal(q.length, 4, 'each key queued once')
+  q.start()
+  await q.idle()
+  t.same(runs, ['c', 'd', 'a', 'b'], 'raised and normal keys first, then the low lane in order; c runs once')
+  await q.shutdown()
+})
+
+t.test('a key added while running keeps the higher of its priorities for the re-run', async (t) => {
+  const gate = deferred()
+  const runs: string[] = []
+  const q = new WorkQueue({
+    workers: 2,
+    lowPriorityWorkers: 1,
+    clock: new FakeClock(),
+    reconcile: async (k) => {
+      runs.push(k)
+      if (k === 'slow-low' && runs.length === 1) await gate.promise
+    },
+  })
+  q.start()
+  q.add('slow-low', 'low')
+  await tick()
+  q.add('slow-low', 'low')
+  q.add('slow-low')
+  q.add('other-low', 'low')
+  gate.resolve()
+  await q.idle()
+  t.same(runs, ['slow-low', 'slow-low', 'other-low'], 'the dirty re-run went at normal priority, ahead of the low lane')
+  await q.shutdown()
+})

@@ -4,10 +4,11 @@
 // (test/helpers/reconciler-fakes.ts). The queue is left out on purpose: the
 // enqueue only records, as if a thousand volumes were ahead of this one. Any
 // doubt (a file altered, the mount gone, a key that does not match) must fall
-// through to waiting for the reconciler.
+// through to waiting for the reconciler. The check compares the pod's files
+// with the digest recorded when they were rendered: no crypto.
 import 'reflect-metadata'
 import t, { type Test } from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DesiredStatePublisher } from '../../src/reconcile/desired-state.js'
 import { DeadlineExceededError } from '../../src/errors.js'
@@ -30,7 +31,7 @@ async function servedThenRestarted(t: Test): Promise<Harness> {
 function publisherOver(s: Harness): { publisher: DesiredStatePublisher; enqueued: string[] } {
   const enqueued: string[] = []
   const publisher = new DesiredStatePublisher({
-    nodeId: 'node-1', store: s.store, enqueue: id => void enqueued.push(id), reconciler: s.reconciler,
+    nodeId: 'node-1', store: s.store, enqueue: (id, priority = 'normal') => void enqueued.push(`${id} ${priority}`), reconciler: s.reconciler,
     statuses: s.reconciler.statuses, now: () => s.clock.t, releaseOrphan: async () => {},
   })
   return { publisher, enqueued }
@@ -50,7 +51,7 @@ t.test('a volume that serves as things stand is answered at once, and still goes
   const s = await servedThenRestarted(t)
   const { publisher, enqueued } = publisherOver(s)
   await republish(s, publisher)
-  t.same(enqueued, [s.volumeId], 'enqueued for the full reconcile all the same')
+  t.same(enqueued, [`${s.volumeId} low`], 'enqueued for the full reconcile all the same, at low priority')
   t.equal(s.reconciler.status(s.volumeId), undefined, 'the check concludes no status: only a reconcile does')
   t.equal(s.requests.creates.length, 1, 'no new request')
 })
@@ -69,14 +70,40 @@ t.test('the bind mount gone: the republish waits for the reconciler', async t =>
   await t.rejects(republish(s, publisher), DeadlineExceededError)
 })
 
-t.test('a stored certificate that is not for the stored key: the republish waits for the reconciler', async t => {
+t.test('a certificate swapped in the pod\'s folder and the stored pair alike: the republish waits for the reconciler', async t => {
   const s = await servedThenRestarted(t)
   const { publisher } = publisherOver(s)
   const other = await keyAndCert()
-  // The pod's copy matches the stored one, so only the key check can tell.
   const vdir = s.store.volumeDir(s.volumeId)
   await writeFile(join(vdir, 'current', 'cert.pem'), other.certPem)
   await writeFile(join(vdir, 'published', 'crt.pem'), other.certPem)
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('a file added to the pod\'s folder: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  const dataDir = join(s.store.volumeDir(s.volumeId), 'published', '..data')
+  await writeFile(join(dataDir, 'extra.pem'), 'x')
+  await symlink('..data/extra.pem', join(s.store.volumeDir(s.volumeId), 'published', 'extra.pem'))
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('the published certificate has expired: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  const record = await s.store.load(s.volumeId)
+  s.clock.t = Date.parse(record!.published!.notAfter) + 1
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+})
+
+t.test('a record written before the digest existed: the republish waits for the reconciler', async t => {
+  const s = await servedThenRestarted(t)
+  const { publisher } = publisherOver(s)
+  const record = await s.store.load(s.volumeId)
+  t.match(record?.published, { sha256: /^[0-9a-f]{64}$/, notAfter: String }, 'the render recorded the digest')
+  const { published: _p, ...older } = record!
+  await s.store.commit(older, record!.revision)
   await t.rejects(republish(s, publisher), DeadlineExceededError)
 })
 
