@@ -17,6 +17,7 @@ import { KubeRequestClient } from './kube/requests.js'
 import { RequestInformer } from './kube/request-informer.js'
 import { KubeEventRecorder } from './kube/events.js'
 import { WorkQueue, type Backoff, type Priority } from './reconcile/queue.js'
+import { startResync } from './reconcile/resync.js'
 import { Semaphore } from './reconcile/semaphore.js'
 import { Reconciler } from './reconcile/reconciler.js'
 import { KeyPool } from './pki/key-pool.js'
@@ -154,13 +155,14 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   for (const r of records) queue.add(r.volumeId, 'low')
   logger.info({ volumes: records.length }, 'recovered volumes from the store')
   const closeWatch = await store.watch(volumeId => volumeId && queue?.add(volumeId))
-  // Level-triggered healing: a file deleted or altered under a running pod
-  // is found at the next resync. Spread so 1000 volumes are not one burst.
-  const resyncPeriodMs = config.resyncPeriodMs ?? 120_000
-  const resync = setInterval(() => {
-    for (const volumeId of reconciler.knownVolumes()) queue?.addAfter(volumeId, Math.random() * resyncPeriodMs * 0.5)
-  }, resyncPeriodMs)
-  resync.unref()
+  const resync = startResync({
+    volumes: () => reconciler.knownVolumes(),
+    status: id => reconciler.status(id),
+    servesAsIs: (id, targetPath) => reconciler.servesAsIs(id, targetPath),
+    enqueue,
+  }, config.resyncPeriodMs ?? 120_000, r => {
+    if (r.enqueued > 0) logger.debug(r, 'resync: volumes in doubt go to a full reconcile')
+  })
 
   return {
     reconciler,
@@ -173,7 +175,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     }),
     ready: async () => informer.synced && (await access(join(config.dataRoot), constants.W_OK).then(() => true, () => false)),
     stop: async () => {
-      clearInterval(resync)
+      resync.stop()
       space.stop()
       await closeWatch()
       await queue?.shutdown()

@@ -274,8 +274,13 @@ export class Reconciler {
     const staleRequests = this.#d.cache.forVolume(record.volumeId)
       .filter(cr => belongsToVolume(cr, owner) && !keep.has(cr.metadata.name) && !cr.metadata.deletionTimestamp && !this.#deletedRecently(cr.metadata.namespace, cr.metadata.name, now))
       .map(cr => cr.metadata.name)
-    const publishedFresh = stored !== undefined && spec !== undefined &&
-      isFresh(spec, stored, await p.readPublished().catch(() => undefined), record.keystoreSha256, this.#encodedKey(record.volumeId, spec, stored))
+    const publishedFiles = await p.readPublished().catch(() => undefined)
+    // Fresh also means recorded: the digest the quick checks compare with
+    // (servesAsIs) is of these files. A crash between the write and the
+    // record, or a record from before the digest, renders once more.
+    const publishedFresh = stored !== undefined && spec !== undefined && publishedFiles !== undefined &&
+      isFresh(spec, stored, publishedFiles, record.keystoreSha256, this.#encodedKey(record.volumeId, spec, stored)) &&
+      record.published?.notAfter === record.issued?.notAfter && record.published?.sha256 === publishedDigest(publishedFiles)
     return {
       now,
       record,

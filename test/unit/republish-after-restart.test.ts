@@ -105,6 +105,11 @@ t.test('a record written before the digest existed: the republish waits for the 
   const { published: _p, ...older } = record!
   await s.store.commit(older, record!.revision)
   await t.rejects(republish(s, publisher), DeadlineExceededError)
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal((await s.store.load(s.volumeId))?.published?.sha256, record!.published!.sha256, 'the next reconcile records the digest again, of the same files')
+  t.equal(s.requests.creates.length, 1, 'with no new request')
+  s.restart()
+  await republish(s, publisherOver(s).publisher)
 })
 
 t.test('a republish at another target path: the record moves there, and nothing is mounted there yet', async t => {
