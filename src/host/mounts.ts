@@ -159,8 +159,8 @@ export class Mounter {
 
   // mountinfo grows with every volume on the node: a resync of N volumes
   // would parse it N times. One parse serves all checks within maxAge; our
-  // own mounts and unmounts drop it at once, so only changes made behind our
-  // back are seen up to maxAge late.
+  // own mounts join it and our unmounts drop it, so only changes made behind
+  // our back are seen up to maxAge late.
   #mountPoints(): Promise<Set<string>> {
     const now = this.#now()
     if (!this.#points || now - this.#points.at >= this.#maxAgeMs) {
@@ -173,6 +173,13 @@ export class Mounter {
 
   #changed(): void {
     this.#points = undefined
+  }
+
+  // Our own new mount goes into the cached set rather than dropping it: at a
+  // thousand volumes, re-reading mountinfo after every publish made each one
+  // parse a thousand lines (a read in flight gets it too, chained after).
+  #mounted(path: string): void {
+    void this.#points?.set.then(points => points.add(path), () => undefined)
   }
 
   /**
@@ -188,16 +195,19 @@ export class Mounter {
     const dst = await withoutFinalLink(target)
     if (dst === undefined || !(await lstat(dst)).isDirectory()) throw new Error(`bind mount onto ${target}: not a directory (a symbolic link is never followed)`)
     // Absolute paths always start with '/', so none can be read as an option.
-    this.#changed()
-    await this.#exec('mount', ['--bind', src, dst])
     try {
-      await this.#exec('mount', ['-o', 'remount,bind,ro', dst])
+      await this.#exec('mount', ['--bind', src, dst])
+      try {
+        await this.#exec('mount', ['-o', 'remount,bind,ro', dst])
+      } catch (err) {
+        await this.#exec('umount', ['--no-canonicalize', dst]).catch(() => {})
+        throw err
+      }
     } catch (err) {
-      await this.#exec('umount', ['--no-canonicalize', dst]).catch(() => {})
-      throw err
-    } finally {
       this.#changed()
+      throw err
     }
+    this.#mounted(dst)
   }
 
   /**
