@@ -38,7 +38,7 @@ const { values: flags } = parseArgs({
     'profile-samples': { type: 'string' },
     concurrency: { type: 'string', default: '16' },
     drivers: { type: 'string', default: 'ours,reference' },
-    phases: { type: 'string', default: 'floor,latency,burst,scale,profile,idle-profile' },
+    phases: { type: 'string', default: 'floor,latency,burst,scale,profile,idle-profile,restart-profile' },
     'bin-dir': { type: 'string' },
     'ours-runtime': { type: 'string', default: 'compiled' },
     out: { type: 'string' },
@@ -86,6 +86,7 @@ const notes: string[] = []
 let breakdown: Breakdown | undefined
 let cpuProfileTable: string | undefined
 let idleProfileTable: string | undefined
+let restartProfileTable: string | undefined
 
 const fmt = (v: Cell, unit: string): string => {
   if (v === undefined) return 'n/a'
@@ -400,6 +401,51 @@ async function idleProfile(cluster: Cluster): Promise<void> {
   }
 }
 
+/**
+ * P6 under the profiler: fill our driver to M volumes, kill -9, start it
+ * again (with --cpu-prof) and republish every volume; the profile covers
+ * spawn → all republished, so it shows what the restart spends its time on.
+ */
+async function restartProfile(cluster: Cluster): Promise<void> {
+  const profDir = mkdtempSync(join(tmpdir(), 'csi-bench-prof-'))
+  onCleanup(() => execFileSync('rm', ['-rf', profDir]))
+  const node = newNode(cluster, 'ours', undefined, { nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] })
+  const M = opt.volumes
+  try {
+    await node.start()
+    const ecdsa = attributes(cluster, 'ECDSA')
+    log(`restart profile: filling our driver to ${M} volumes`)
+    const vols: Volume[] = []
+    for (let i = 0; i < M; i++) vols.push(await node.newVolume())
+    const deadline = Date.now() + 20 * 60_000
+    await pool(vols, opt.concurrency, v => node.publishUntilReady(v, ecdsa, deadline))
+    await node.stop('SIGKILL') // no profile from this process: only the restarted one writes
+    log(`restart profile: kill -9, start again with --cpu-prof, republish all ${M}`)
+    const h0 = process.hrtime.bigint()
+    const serving = await node.start(5 * 60_000)
+    const h1 = process.hrtime.bigint()
+    await pool(vols, opt.concurrency, v => node.publishUntilReady(v, ecdsa, deadline))
+    const h2 = process.hrtime.bigint()
+    await node.stop('SIGTERM', 120_000)
+    const prof = readdirSync(profDir).find(f => f.endsWith('.cpuprofile'))
+    const cpuProfile = prof ? JSON.parse(readFileSync(join(profDir, prof), 'utf8')) as Parameters<typeof summarizeCpuProfile>[0] : undefined
+    const startup = cpuProfile && summarizeCpuProfile(cpuProfile, h0, h1, 1, 'start-up')
+    const republish = cpuProfile && summarizeCpuProfile(cpuProfile, h1, h2, M, 'republish')
+    if (!startup || !republish) {
+      notes.push(`restart profile: ${prof ? 'no profile sample fell in the measured window' : 'no .cpuprofile was written'}`)
+      return
+    }
+    const wall = (a: bigint, b: bigint): string => (Number(b - a) / 1e6).toFixed(0)
+    restartProfileTable = [
+      `Spawn → Probe ready: ${serving.toFixed(0)} ms, main thread busy ${startup.busyMs.toFixed(0)} ms. ${startup.table}`,
+      '',
+      `Probe ready → all ${M} republished (${opt.concurrency} at a time): ${wall(h1, h2)} ms, main thread busy ${republish.busyMs.toFixed(0)} ms and idle ${republish.idleMs.toFixed(0)} ms. ${republish.table}`,
+    ].join('\n')
+  } finally {
+    await node.cleanup()
+  }
+}
+
 // ---- main --------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -423,6 +469,7 @@ async function main(): Promise<void> {
   if (opt.phases.has('scale')) for (const d of opt.drivers) await scale(cluster, watcher, d, referenceBin)
   if (opt.phases.has('profile') && opt.drivers.includes('ours')) await profile(cluster, watcher)
   if (opt.phases.has('idle-profile') && opt.drivers.includes('ours')) await idleProfile(cluster)
+  if (opt.phases.has('restart-profile') && opt.drivers.includes('ours')) await restartProfile(cluster)
   const minutes = (performance.now() - t0) / 60_000
 
   const loadEnd = sh('uptime', [])
@@ -445,6 +492,7 @@ async function main(): Promise<void> {
     ...(breakdown ? ['## Where our publish time goes', '', breakdown.table, ''] : []),
     ...(cpuProfileTable ? ['## Our CPU during those publishes (--cpu-prof)', '', cpuProfileTable, ''] : []),
     ...(idleProfileTable ? [`## Our CPU with ${opt.volumes} idle volumes, over one resync period (--cpu-prof)`, '', idleProfileTable, ''] : []),
+    ...(restartProfileTable ? [`## Our CPU restarting with ${opt.volumes} volumes (--cpu-prof)`, '', restartProfileTable, ''] : []),
     ...(notes.length > 0 ? ['## Notes', '', ...notes.map(n => `- ${n}`), ''] : []),
   ].join('\n')
   process.stdout.write(`${md}\n`)

@@ -168,6 +168,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     reconciler,
     publisher: new DesiredStatePublisher({
       nodeId: config.nodeId, store, enqueue, reconciler, statuses: reconciler.statuses, now: Date.now,
+      holdLowPriority: () => queue?.hold() ?? (() => {}),
       releaseOrphan: (volumeId, targetPath) => releaseOrphan({
         dataRoot: config.dataRoot, mounter, store, janitor, logger,
         knownRequests: id => informer.forVolume(id).map(cr => ({ namespace: cr.metadata.namespace, name: cr.metadata.name })),

@@ -15,6 +15,8 @@ export interface PublisherDeps {
   store: RecordStore
   /** `low`: nobody waits on it (see the work queue's priorities). */
   enqueue: (volumeId: string, priority?: Priority) => void
+  /** Holds the queue's low lane while a CSI call is in flight (WorkQueue.hold); returns the release. */
+  holdLowPriority?: () => () => void
   /** Read, never written: the reconciler concludes each volume's status. */
   statuses: Pick<VolumeStatuses, 'get' | 'watch'>
   reconciler: Pick<Reconciler, 'forceTeardown' | 'reportDataRootFull' | 'servesAsIs'>
@@ -33,6 +35,15 @@ export class DesiredStatePublisher implements VolumePublisher {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
     const status = this.#d.statuses.get(req.volumeId)
     if (status?.ready && status.targetPath === req.targetPath && !this.#unpublishing.has(req.volumeId)) return
+    const release = this.#d.holdLowPriority?.()
+    try {
+      await this.#publish(req, status, signal)
+    } finally {
+      release?.()
+    }
+  }
+
+  async #publish(req: PublishRequest, status: VolumeStatus | undefined, signal: AbortSignal): Promise<void> {
     await this.#updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
       return {
@@ -72,9 +83,11 @@ export class DesiredStatePublisher implements VolumePublisher {
 
   async unpublish(volumeId: string, targetPath: string): Promise<void> {
     this.#unpublishing.add(volumeId)
+    const release = this.#d.holdLowPriority?.()
     try {
       await this.#teardown(volumeId, targetPath)
     } finally {
+      release?.()
       this.#unpublishing.delete(volumeId)
     }
   }

@@ -5,7 +5,8 @@
 //
 // Two priorities, as in controller-runtime's priority queue: the pass over
 // every volume at start-up is low priority, so it runs on a few workers and
-// only while no normal key waits. A CSI call's volume never queues behind it.
+// only while no normal key waits. A CSI call's volume never queues behind it,
+// and while a CSI call is in flight (hold) the low lane gives it the CPU too.
 
 import { DelayHeap } from './delay-heap.js'
 import { backoffDelay, type Backoff, type Clock } from '../time/backoff.js'
@@ -41,6 +42,9 @@ export interface WorkQueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void
 }
 
+/** While held, the low lane still starts one key this often, so it never starves. */
+export const LOW_PRIORITY_MAX_HOLD_MS = 1000
+
 export const DEFAULT_BACKOFF: Readonly<Backoff> = { baseMs: 500, maxMs: 5 * 60_000, jitter: 0.2 }
 
 /**
@@ -73,6 +77,8 @@ export class WorkQueue {
   readonly #queued = new Map<string, Priority>()
   readonly #running = new Map<string, Priority>()
   #runningLow = 0
+  #holds = 0
+  #lastLowStart = -Infinity
   // Keys added while running: they run once more when the current run ends,
   // so a change that lands mid-reconcile is never lost.
   readonly #dirty = new Map<string, Priority>()
@@ -138,6 +144,22 @@ export class WorkQueue {
       return
     }
     if (this.#delayed.push(key, this.#clock.now() + ms)) this.#arm()
+  }
+
+  /**
+   * Holds the low lane: until the returned release is called, it starts at
+   * most one key per LOW_PRIORITY_MAX_HOLD_MS. For a CSI call in flight, which
+   * the start-up pass would otherwise slow down on a busy event loop.
+   */
+  hold(): () => void {
+    this.#holds++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.#holds--
+      this.#schedulePump()
+    }
   }
 
   /** Resets the key's backoff: its next failure waits the base delay again. */
@@ -220,8 +242,11 @@ export class WorkQueue {
     const normal = this.#pop('normal')
     if (normal !== undefined) return { key: normal, priority: 'normal' }
     if (this.#runningLow >= this.#lowWorkers) return undefined
+    if (this.#holds > 0 && this.#clock.now() - this.#lastLowStart < LOW_PRIORITY_MAX_HOLD_MS) return undefined
     const low = this.#pop('low')
-    return low === undefined ? undefined : { key: low, priority: 'low' }
+    if (low === undefined) return undefined
+    this.#lastLowStart = this.#clock.now()
+    return { key: low, priority: 'low' }
   }
 
   #pop(priority: Priority): string | undefined {

@@ -491,3 +491,42 @@ t.test('a key added while running keeps the higher of its priorities for the re-
   t.same(runs, ['slow-low', 'slow-low', 'other-low'], 'the dirty re-run went at normal priority, ahead of the low lane')
   await q.shutdown()
 })
+
+t.test('a hold keeps the low lane to one start per second; normal keys run as ever; release lets it go on', async (t) => {
+  const clock = new FakeClock(10_000)
+  const started: string[] = []
+  const gates = new Map<string, Deferred<ReconcileResult>>()
+  const q = new WorkQueue({
+    workers: 4,
+    lowPriorityWorkers: 2,
+    clock,
+    reconcile: async (k) => {
+      started.push(k)
+      const d = deferred()
+      gates.set(k, d)
+      await d.promise
+    },
+  })
+  q.start()
+  const release = q.hold()
+  for (const k of ['low-1', 'low-2', 'low-3']) q.add(k, 'low')
+  q.add('csi')
+  await tick()
+  t.same(started, ['csi', 'low-1'], 'held: one low start (none in the last second), the normal key at once')
+  const other = q.hold()
+  other()
+  other() // a second release of one hold is ignored
+  await tick()
+  t.same(started, ['csi', 'low-1'], 'still held by the first hold: no second low start within the second')
+  clock.t += 1000
+  gates.get('csi')!.resolve()
+  await tick()
+  t.same(started, ['csi', 'low-1', 'low-2'], 'a second later the held lane starts one more')
+  release()
+  gates.get('low-1')!.resolve()
+  await tick()
+  t.same(started, ['csi', 'low-1', 'low-2', 'low-3'], 'released: the low lane runs on its workers again')
+  for (const d of gates.values()) d.resolve()
+  await q.idle()
+  await q.shutdown()
+})

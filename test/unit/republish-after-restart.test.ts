@@ -128,3 +128,24 @@ t.test('once the reconciler has looked, its status answers, not the check', asyn
   await republish(s, publisher)
   t.same(enqueued, [], 'answered from memory: nothing enqueued')
 })
+
+t.test('a publish holds the low lane while it runs and releases it after, answered or not', async t => {
+  const s = await servedThenRestarted(t)
+  let held = 0
+  let peak = 0
+  const publisher = new DesiredStatePublisher({
+    nodeId: 'node-1', store: s.store, enqueue: () => {}, reconciler: s.reconciler,
+    statuses: s.reconciler.statuses, now: () => s.clock.t, releaseOrphan: async () => {},
+    holdLowPriority: () => {
+      peak = Math.max(peak, ++held)
+      return () => void held--
+    },
+  })
+  await republish(s, publisher)
+  t.equal(peak, 1, 'held during the republish')
+  t.equal(held, 0, 'released once answered')
+  s.mounter.mounted.clear()
+  s.restart()
+  await t.rejects(republish(s, publisher), DeadlineExceededError)
+  t.equal(held, 0, 'released when the call fails too')
+})
