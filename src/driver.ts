@@ -87,8 +87,11 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   // eslint-disable-next-line prefer-const
   let queue: WorkQueue | undefined
   const enqueue = (volumeId: string, priority?: Priority): void => queue?.add(volumeId, priority)
+  // The first LIST reports every request of every stored volume: those all
+  // go to the start-up pass anyway, at low priority, not ahead of CSI calls.
+  let listedOnce = false
   const informer = new RequestInformer({
-    api, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId),
+    api, nodeId: config.nodeId, logger, onChange: volumeId => enqueue(volumeId, listedOnce ? 'normal' : 'low'),
     relistPeriodMs: config.kube?.cacheRelistPeriodMs,
     // The API is back: what failed on it goes again now, not after a backoff
     // grown during the outage (a renewal due meanwhile would wait minutes).
@@ -149,6 +152,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
   const records = await store.list()
   for (const r of records) informer.track({ volumeId: r.volumeId, namespace: r.pod.namespace, podUid: r.pod.uid })
   await informer.start()
+  listedOnce = true
   await janitor.start()
   queue.start()
   // Low priority: a republish (or any CSI call) goes ahead of this pass.
