@@ -160,12 +160,23 @@ export class Reconciler {
    * reaches its volume (the pass still comes, and checks everything).
    */
   async servesAsIs(volumeId: string, targetPath: string): Promise<boolean> {
+    const doubt = await this.#doubtAboutServing(volumeId, targetPath)
+    if (doubt !== undefined) this.#d.logger.debug({ volumeId, doubt }, 'volume not known to serve as is: left to the reconciler')
+    return doubt === undefined
+  }
+
+  async #doubtAboutServing(volumeId: string, targetPath: string): Promise<string | undefined> {
     const record = await this.#d.store.load(volumeId)
     const published = record?.published
-    if (!record || !published || record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return false
-    if (!(Date.parse(published.notAfter) > this.#d.now()) || !parseVolumeAttributes(record.attributes, record.pod).ok) return false
+    if (!record) return 'no record'
+    if (record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return 'not wanted published at this target'
+    if (!published) return 'no digest of the published files recorded'
+    if (!(Date.parse(published.notAfter) > this.#d.now())) return 'the published certificate has expired'
+    if (!parseVolumeAttributes(record.attributes, record.pod).ok) return 'invalid attributes'
     const files = await this.#dir(volumeId).readPublished().catch(() => undefined)
-    return files !== undefined && publishedDigest(files) === published.sha256 && await this.#d.mounter.isMountPoint(targetPath)
+    if (!files || publishedDigest(files) !== published.sha256) return 'the published files differ from those rendered'
+    if (!(await this.#d.mounter.isMountPoint(targetPath))) return 'not mounted'
+    return undefined
   }
 
   // Unpublished volumes whose record could not say so (the data root is full).
