@@ -3,6 +3,9 @@
 // CertificateRequests (when cert-manager approved and signed) and the client's
 // call times; and a summary of a --cpu-prof profile of the same publishes.
 import { performance } from 'node:perf_hooks'
+import { existsSync, readFileSync } from 'node:fs'
+import { SourceMap } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { generatePrivateKey } from '../src/pki/keys.js'
 import { buildCsrPem } from '../src/pki/csr.js'
 import { parseVolumeAttributes } from '../src/volume/spec.js'
@@ -118,10 +121,33 @@ export async function keyAndCsrCost(attributes: Record<string, string>, n: numbe
 }
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber?: number }; children?: number[] }[]
+  nodes: { id: number; callFrame: CallFrame; children?: number[] }[]
   startTime: number
   samples: number[]
   timeDeltas: number[]
+}
+
+interface CallFrame { functionName: string; url: string; lineNumber?: number; columnNumber?: number }
+
+/**
+ * The bundle the image runs is one file: its source map (scripts/bundle.ts
+ * writes one beside it) says which source or package each frame came from.
+ */
+function sourceMapper(): (f: CallFrame) => CallFrame {
+  const maps = new Map<string, SourceMap | undefined>()
+  const mapOf = (url: string): SourceMap | undefined => {
+    if (!maps.has(url)) {
+      const file = url.startsWith('file://') ? `${fileURLToPath(url)}.map` : undefined
+      maps.set(url, file && existsSync(file) ? new SourceMap(JSON.parse(readFileSync(file, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]) : undefined)
+    }
+    return maps.get(url)
+  }
+  return f => {
+    const map = f.url ? mapOf(f.url) : undefined
+    if (!map || f.lineNumber === undefined) return f
+    const entry = map.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string }
+    return entry.originalSource ? { ...f, url: entry.originalSource } : f
+  }
 }
 
 function category(functionName: string, url: string): string {
@@ -144,7 +170,8 @@ function category(functionName: string, url: string): string {
  * of the bench; V8's profile clock is the same CLOCK_MONOTONIC).
  */
 export function summarizeCpuProfile(p: CpuProfile, h0: bigint, h1: bigint, per: number, unit: string): { busyMs: number; idleMs: number; table: string } | undefined {
-  const byId = new Map(p.nodes.map(n => [n.id, n.callFrame]))
+  const resolveFrame = sourceMapper()
+  const byId = new Map(p.nodes.map(n => [n.id, resolveFrame(n.callFrame)]))
   const parent = new Map<number, number>()
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
   // Inclusive time of our own functions: what each part of the driver costs with everything it calls.
