@@ -7,6 +7,8 @@ import type { handleUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-j
 export interface CallContext {
   /** Aborted when the caller cancels or its deadline passes, or when the server shuts down. */
   signal: AbortSignal
+  /** Marks the call as routine (a republish answered as things stand): its success is logged at debug, not info. */
+  routine: () => void
 }
 
 export type AsyncUnary<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>

@@ -20,20 +20,23 @@ export interface PublishRequest {
   attributes: Record<string, string>
 }
 
+/** `unchanged`: the volume already served as asked (a republish); nothing was done for this call. */
+export type PublishOutcome = 'published' | 'unchanged'
+
 export interface VolumePublisher {
   /**
    * Resolves only when the files are in place and mounted at targetPath.
    * Rejects with a DriverError saying why not; must give up when `signal`
    * aborts (publish timeout, kubelet cancel, shutdown).
    */
-  publish(req: PublishRequest, signal: AbortSignal): Promise<void>
+  publish(req: PublishRequest, signal: AbortSignal): Promise<PublishOutcome>
   /** Idempotent: an unknown volume or a missing target path is success. */
   unpublish(volumeId: string, targetPath: string): Promise<void>
 }
 
 /** Stands in until the reconciler is wired: publish never succeeds without one. */
 export class UnavailablePublisher implements VolumePublisher {
-  async publish(): Promise<void> {
+  async publish(): Promise<PublishOutcome> {
     throw new UnavailableError('reconciler not running: cannot issue certificates yet')
   }
 
@@ -72,7 +75,7 @@ export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHa
       const timeout = AbortSignal.timeout(opts.publishTimeoutMs)
       const signal = AbortSignal.any([ctx.signal, timeout])
       try {
-        await opts.publisher.publish(publishReq, signal)
+        if (await opts.publisher.publish(publishReq, signal) === 'unchanged') ctx.routine()
       } catch (err) {
         // A publisher that merely gave up on the signal has no better reason
         // to offer; without these its abort error would read as INTERNAL.

@@ -108,17 +108,18 @@ export class CsiServer {
       const started = this.#now()
       const volumeId = (call.request as { volume_id?: unknown } | null)?.volume_id
       const log = this.#opts.logger.child({ method, ...(typeof volumeId === 'string' && volumeId !== '' ? { volume_id: volumeId } : {}) })
-      const req = redactRequest(call.request)
-      log.debug({ req }, 'call started')
+      // Redacting walks the whole request: only for the lines that print it.
+      if (log.isLevelEnabled('debug')) log.debug({ req: redactRequest(call.request) }, 'call started')
 
       const ac = new AbortController()
       this.#inFlight.add(ac)
       // grpc-js emits 'cancelled' for client cancels and passed deadlines alike.
       call.on('cancelled', () => ac.abort(new Error('call cancelled by the client or its deadline passed')))
 
+      let quiet = QUIET_METHODS.has(method)
       let result: Promise<unknown>
       try {
-        result = handler(call.request, { signal: ac.signal })
+        result = handler(call.request, { signal: ac.signal, routine: () => (quiet = true) })
       } catch (err) {
         result = Promise.reject(err)
       }
@@ -126,14 +127,14 @@ export class CsiServer {
         (res) => {
           this.#inFlight.delete(ac)
           const fields = { code: 'OK', duration_ms: this.#elapsed(started) }
-          if (QUIET_METHODS.has(method)) log.debug(fields, 'call finished')
+          if (quiet) log.debug(fields, 'call finished')
           else log.info(fields, 'call finished')
           callback(null, res)
         },
         (err: unknown) => {
           this.#inFlight.delete(ac)
           const st = toStatus(err)
-          const fields = { code: statusName(st.code), duration_ms: this.#elapsed(started), error: st.details, req }
+          const fields = { code: statusName(st.code), duration_ms: this.#elapsed(started), error: st.details, req: redactRequest(call.request) }
           if (st.code === status.INTERNAL) log.error({ ...fields, err }, 'call failed')
           else log.warn(fields, 'call failed')
           callback(st)

@@ -1,7 +1,7 @@
 // The CSI side of the reconciler: NodePublishVolume and NodeUnpublishVolume
 // only record desired state, enqueue the volume, and wait for the reconciler
 // to report it ready (or gone). They never touch keys, requests or mounts.
-import type { VolumePublisher, PublishRequest } from '../csi/node.js'
+import type { VolumePublisher, PublishRequest, PublishOutcome } from '../csi/node.js'
 import { DeadlineExceededError, FailedPreconditionError, ResourceExhaustedError } from '../errors.js'
 import { isNoSpace } from '../host/files.js'
 import type { VolumeRecord } from './record.js'
@@ -31,19 +31,19 @@ export class DesiredStatePublisher implements VolumePublisher {
     this.#d = d
   }
 
-  async publish(req: PublishRequest, signal: AbortSignal): Promise<void> {
+  async publish(req: PublishRequest, signal: AbortSignal): Promise<PublishOutcome> {
     // requiresRepublish calls this every minute or so per volume: answer from memory.
     const status = this.#d.statuses.get(req.volumeId)
-    if (status?.ready && status.targetPath === req.targetPath && !this.#unpublishing.has(req.volumeId)) return
+    if (status?.ready && status.targetPath === req.targetPath && !this.#unpublishing.has(req.volumeId)) return 'unchanged'
     const release = this.#d.holdLowPriority?.()
     try {
-      await this.#publish(req, status, signal)
+      return await this.#publish(req, status, signal)
     } finally {
       release?.()
     }
   }
 
-  async #publish(req: PublishRequest, status: VolumeStatus | undefined, signal: AbortSignal): Promise<void> {
+  async #publish(req: PublishRequest, status: VolumeStatus | undefined, signal: AbortSignal): Promise<PublishOutcome> {
     await this.#updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
       return {
@@ -68,13 +68,14 @@ export class DesiredStatePublisher implements VolumePublisher {
     if (status === undefined && !this.#unpublishing.has(req.volumeId) &&
       await this.#d.reconciler.servesAsIs(req.volumeId, req.targetPath).catch(() => false)) {
       this.#d.enqueue(req.volumeId, 'low')
-      return
+      return 'unchanged'
     }
     await this.#waitFor(req.volumeId, signal, s => {
       if (s.ready) return true
       if (s.failed) throw new FailedPreconditionError(s.message)
       return false
     }, last => `volume ${req.volumeId} not ready yet: ${last ?? 'waiting for the reconciler'}; the kubelet will retry`)
+    return 'published'
   }
 
   // A ready status lingers until the teardown's reconcile: no republish may

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { status, type ServiceError } from '@grpc/grpc-js'
 import t from 'tap'
 import { createIdentityService } from '../../src/csi/identity.js'
-import { createNodeService, type PublishRequest, type VolumePublisher } from '../../src/csi/node.js'
+import { createNodeService, type PublishOutcome, type PublishRequest, type VolumePublisher } from '../../src/csi/node.js'
 import { CsiServer } from '../../src/csi/server.js'
 import { grpcStatusOf, toStatus } from '../../src/csi/status.js'
 import { AbortedError, DeadlineExceededError, ErrorCode, InvalidArgumentError, UnavailableError } from '../../src/errors.js'
@@ -22,10 +22,10 @@ let n = 0
 class FakePublisher implements VolumePublisher {
   published: PublishRequest[] = []
   unpublished: Array<[string, string]> = []
-  behaviour: (req: PublishRequest, signal: AbortSignal) => Promise<void> = async () => {}
-  publish(req: PublishRequest, signal: AbortSignal) {
+  behaviour: (req: PublishRequest, signal: AbortSignal) => Promise<PublishOutcome | void> = async () => {}
+  async publish(req: PublishRequest, signal: AbortSignal): Promise<PublishOutcome> {
     this.published.push(req)
-    return this.behaviour(req, signal)
+    return (await this.behaviour(req, signal)) ?? 'published'
   }
   async unpublish(volumeId: string, targetPath: string) {
     this.unpublished.push([volumeId, targetPath])
@@ -223,8 +223,19 @@ t.test('start refuses to replace something that is not a socket', async (t) => {
 })
 
 t.test('Probe reports the readiness callback, and a throwing callback as not ready', async (t) => {
-  const probe = (readiness: () => Promise<boolean>) => createIdentityService({ driverName: 'd', version: 'v', readiness }).Probe({}, { signal: new AbortController().signal })
+  const probe = (readiness: () => Promise<boolean>) => createIdentityService({ driverName: 'd', version: 'v', readiness }).Probe({}, { signal: new AbortController().signal, routine: () => {} })
   t.same(await probe(async () => true), { ready: { value: true } })
   t.same(await probe(async () => false), { ready: { value: false } })
   t.same(await probe(async () => Promise.reject(new Error('EIO'))), { ready: { value: false } })
+})
+
+t.test('a republish that changed nothing finishes at debug; a publish that did, at info', async (t) => {
+  const { client, publisher, logs } = await setup(t)
+  const finished = (volumeId: string) => logs().split('\n').filter(l => l.includes('"msg":"call finished"') && l.includes(volumeId)).map(l => (JSON.parse(l) as { level: string }).level)
+  publisher.behaviour = async () => 'published'
+  await client.publish(publishArgs('csi-new'))
+  publisher.behaviour = async () => 'unchanged'
+  await client.publish(publishArgs('csi-again'))
+  t.same(finished('csi-new'), ['info'])
+  t.same(finished('csi-again'), ['debug'])
 })

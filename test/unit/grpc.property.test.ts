@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { status, type ServiceError } from '@grpc/grpc-js'
 import { createIdentityService } from '../../src/csi/identity.js'
-import { createNodeService, type PublishRequest, type VolumePublisher } from '../../src/csi/node.js'
+import { createNodeService, type PublishOutcome, type PublishRequest, type VolumePublisher } from '../../src/csi/node.js'
 import { CsiServer } from '../../src/csi/server.js'
 import { createLogger } from '../../src/log/logger.js'
 import * as A from '../../src/volume/attributes.js'
@@ -24,8 +24,9 @@ const GOOD_TARGET = `${KUBELET}/pods/${DEFAULT_POD.uid}/volumes/kubernetes.io~cs
 /** Records what passed validation: each would become a CertificateRequest. */
 class RecordingPublisher implements VolumePublisher {
   published: PublishRequest[] = []
-  async publish(req: PublishRequest): Promise<void> {
+  async publish(req: PublishRequest): Promise<PublishOutcome> {
     this.published.push(req)
+    return 'published'
   }
   async unpublish(): Promise<void> {}
 }

@@ -11,6 +11,7 @@ import t, { type Test } from 'tap'
 import { symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DesiredStatePublisher } from '../../src/reconcile/desired-state.js'
+import type { PublishOutcome } from '../../src/csi/node.js'
 import { DeadlineExceededError } from '../../src/errors.js'
 import { requestName } from '../../src/kube/certificate-request.js'
 import { FakeIssuer, NOW, TestCA, keyAndCert, setup, type Harness } from '../helpers/reconciler-fakes.js'
@@ -44,13 +45,13 @@ function deadline(ms = 300): AbortSignal {
   return c.signal
 }
 
-const republish = (s: Harness, publisher: DesiredStatePublisher): Promise<void> =>
+const republish = (s: Harness, publisher: DesiredStatePublisher): Promise<PublishOutcome> =>
   publisher.publish({ volumeId: s.volumeId, targetPath: s.record.targetPath, readonly: true, pod: s.record.pod, attributes: s.record.attributes }, deadline())
 
 t.test('a volume that serves as things stand is answered at once, and still goes to the start-up pass', async t => {
   const s = await servedThenRestarted(t)
   const { publisher, enqueued } = publisherOver(s)
-  await republish(s, publisher)
+  t.equal(await republish(s, publisher), 'unchanged', 'answered as a republish that changed nothing')
   t.same(enqueued, [`${s.volumeId} low`], 'enqueued for the full reconcile all the same, at low priority')
   t.equal(s.reconciler.status(s.volumeId), undefined, 'the check concludes no status: only a reconcile does')
   t.equal(s.requests.creates.length, 1, 'no new request')
@@ -125,7 +126,7 @@ t.test('once the reconciler has looked, its status answers, not the check', asyn
   s.mounter.mounted.clear()
   await s.reconciler.reconcile(s.volumeId)
   t.equal(s.reconciler.status(s.volumeId)?.ready, true, 'the reconcile mounted it again')
-  await republish(s, publisher)
+  t.equal(await republish(s, publisher), 'unchanged')
   t.same(enqueued, [], 'answered from memory: nothing enqueued')
 })
 
