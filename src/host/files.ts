@@ -1,6 +1,7 @@
 // Small durable-file helpers shared by the store, the atomic publisher and
 // the reconciler's pending key.
 import { constants, open, rename, rm } from 'node:fs/promises'
+import { closeSync, openSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
 
@@ -18,15 +19,21 @@ export function isNoSpace(err: unknown): boolean {
  * Reads a file under the data root without following a symlink at its last
  * component (ELOOP instead): the driver runs as root, and a link planted
  * there must not make it read, and publish, some other file.
+ *
+ * Synchronously, on purpose: what is read here is a few KiB on the driver's
+ * own tmpfs, so the read is a memory copy that never waits on a device. It
+ * costs ~6-18 µs of CPU where the promise API's open, stat, read and close
+ * (four trips through the thread pool) cost ~200 µs, which was a quarter of a
+ * republish's main-thread time with 1000 volumes (issue 14, P6).
  */
 export async function readNoFollow(path: string): Promise<Buffer>
 export async function readNoFollow(path: string, encoding: 'utf8'): Promise<string>
 export async function readNoFollow(path: string, encoding?: 'utf8'): Promise<Buffer | string> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    return encoding ? await fh.readFile(encoding) : await fh.readFile()
+    return encoding ? readFileSync(fd, encoding) : readFileSync(fd)
   } finally {
-    await fh.close()
+    closeSync(fd)
   }
 }
 
