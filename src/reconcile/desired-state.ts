@@ -44,7 +44,7 @@ export class DesiredStatePublisher implements VolumePublisher {
   }
 
   async #publish(req: PublishRequest, status: VolumeStatus | undefined, signal: AbortSignal): Promise<PublishOutcome> {
-    await this.#updateRecord(req.volumeId, existing => {
+    const { unchanged } = await this.#updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
       return {
         ...(existing ?? { generation: 0, createdAt: new Date(this.#d.now()).toISOString() }),
@@ -65,8 +65,8 @@ export class DesiredStatePublisher implements VolumePublisher {
     // a volume that serves as things stand is answered now, not after the
     // start-up pass reaches it; the pass (low priority) still comes for it.
     // Any doubt falls through to the reconciler.
-    if (status === undefined && !this.#unpublishing.has(req.volumeId) &&
-      await this.#d.reconciler.servesAsIs(req.volumeId, req.targetPath).catch(() => false)) {
+    if (status === undefined && unchanged && !this.#unpublishing.has(req.volumeId) &&
+      await this.#d.reconciler.servesAsIs(req.volumeId, req.targetPath, unchanged).catch(() => false)) {
       this.#d.enqueue(req.volumeId, 'low')
       return 'unchanged'
     }
@@ -112,16 +112,16 @@ export class DesiredStatePublisher implements VolumePublisher {
   /**
    * Read, change, compare-and-swap, until no reconcile wrote in between:
    * neither side ever overwrites the other. `change` returns undefined for
-   * "nothing to write".
+   * "nothing to write"; the record read is then handed back as `unchanged`.
    */
-  async #updateRecord(volumeId: string, change: (r: VolumeRecord | undefined) => VolumeRecord | undefined): Promise<void> {
+  async #updateRecord(volumeId: string, change: (r: VolumeRecord | undefined) => VolumeRecord | undefined): Promise<{ unchanged?: VolumeRecord }> {
     for (let attempt = 1; ; attempt++) {
       const existing = await this.#d.store.load(volumeId)
       const next = change(existing)
-      if (!next) return
+      if (!next) return existing ? { unchanged: existing } : {}
       try {
         await this.#d.store.commit(next, revisionOf(existing))
-        return
+        return {}
       } catch (err) {
         if (!(err instanceof RecordConflictError) || attempt >= 10) throw err
       }

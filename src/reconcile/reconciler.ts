@@ -158,15 +158,15 @@ export class Reconciler {
    * expired, and the bind mount stands. No crypto, no status concluded: it
    * lets a republish after a restart be answered before the start-up pass
    * reaches its volume (the pass still comes, and checks everything).
+   * `record`: the volume's record as the caller just read it, if it has one.
    */
-  async servesAsIs(volumeId: string, targetPath: string): Promise<boolean> {
-    const doubt = await this.#doubtAboutServing(volumeId, targetPath)
+  async servesAsIs(volumeId: string, targetPath: string, record?: VolumeRecord): Promise<boolean> {
+    const doubt = await this.#doubtAboutServing(volumeId, targetPath, record ?? await this.#d.store.load(volumeId))
     if (doubt !== undefined) this.#d.logger.debug({ volumeId, doubt }, 'volume not known to serve as is: left to the reconciler')
     return doubt === undefined
   }
 
-  async #doubtAboutServing(volumeId: string, targetPath: string): Promise<string | undefined> {
-    const record = await this.#d.store.load(volumeId)
+  async #doubtAboutServing(volumeId: string, targetPath: string, record: VolumeRecord | undefined): Promise<string | undefined> {
     const published = record?.published
     if (!record) return 'no record'
     if (record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return 'not wanted published at this target'
