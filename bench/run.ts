@@ -22,6 +22,7 @@ import {
   CrWatcher, NodeUnderTest, cpuSeconds, deleteRequests, log, median, onCleanup, percentile, pool, requestsOwnedBy, rssKiB,
   prepareOurs, referenceBinary, runCleanups, sh, startCluster, type Cluster, type DriverKind, type OursRuntime, type Volume,
 } from './harness.js'
+import { goalFor } from './goals.js'
 import { summarizeCpuProfile, breakdownFromLogs, keyAndCsrCost, type Breakdown } from './profile.js'
 
 // ---- options ---------------------------------------------------------------
@@ -99,12 +100,15 @@ const fmt = (v: Cell, unit: string): string => {
 }
 
 function table(): string {
-  const lines = ['| measurement | ours | reference | ours / reference |', '|---|---:|---:|---:|']
-  for (const r of rows.values()) {
+  const lines = ['| measurement | ours | reference | ours / reference | goal (issue 14) |', '|---|---:|---:|---:|---|']
+  for (const [key, r] of rows) {
     const o = r.values.ours
     const ref = r.values.reference
     const ratio = r.shared ? '— (same for both)' : typeof o === 'number' && typeof ref === 'number' && ref !== 0 && Number.isFinite(o) && Number.isFinite(ref) ? `${(o / ref).toFixed(2)}×` : '—'
-    lines.push(`| ${r.label} (${r.unit}) | ${fmt(o, r.unit)} | ${fmt(ref, r.unit)} | ${ratio} |`)
+    const goal = goalFor(key, opt.volumes, opt.burst)
+    const met = goal && typeof o === 'number' ? goal.met(o, typeof ref === 'number' ? ref : undefined) : undefined
+    const verdict = goal ? `${goal.text}${met === undefined ? '' : met ? ': met' : ': **missed**'}` : ''
+    lines.push(`| ${r.label} (${r.unit}) | ${fmt(o, r.unit)} | ${fmt(ref, r.unit)} | ${ratio} | ${verdict} |`)
   }
   return lines.join('\n')
 }
@@ -198,6 +202,8 @@ async function latency(cluster: Cluster, kind: DriverKind, referenceBin?: string
       ready.push(v)
     }
     put('p1-med', 'P1 publish, ECDSA P-256, one at a time, median', 'ms', kind, median(p1))
+    const floorMedian = rows.get('floor-med')?.values[kind]
+    if (typeof floorMedian === 'number') put('p1-over-floor', 'P1 median above the floor (cert-manager alone)', 'ms', kind, median(p1) - floorMedian)
     put('p1-p99', 'P1 publish, ECDSA P-256, one at a time, p99', 'ms', kind, percentile(p1, 99))
 
     log(`${kind}: P2 ${opt.samples} RSA-2048 publishes, one at a time`)
