@@ -27,6 +27,8 @@ export async function resyncPass(d: ResyncDeps, signal?: AbortSignal): Promise<{
       d.enqueue(volumeId)
       enqueued++
     }
+    // The checks read synchronously from tmpfs: let CSI calls in between volumes.
+    await new Promise(resolve => setImmediate(resolve))
   }
   return { checked, enqueued }
 }

@@ -194,6 +194,8 @@ t.test('concurrent readers never see a mixed pair during 200 updates', async (t)
       const m = asText(await readPublished(dir))
       snapshots++
       if (!m || m.a !== m.b) mixed.push(JSON.stringify(m))
+      // readPublished reads synchronously: give the writer its turn.
+      await new Promise(resolve => setImmediate(resolve))
     }
   })()
 
