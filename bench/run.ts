@@ -302,7 +302,7 @@ async function scale(cluster: Cluster, watcher: CrWatcher, kind: DriverKind, ref
     const cpu = cpuSeconds(node.pid) - c0
     const wall = (performance.now() - w0) / 1000
     put('p4-cpu', `P4 CPU while ${M} volumes idle, over ${opt.idleSeconds} s`, '% of a core', kind, (cpu / wall) * 100)
-    if (kind === 'ours') notes.push(`P4: our driver re-checks every volume once per --resync-period (2 min), spread over the first half of it, so a ${opt.idleSeconds} s window holds anywhere from none to all of one pass; the idle-profile section measures a whole period. The reference instead wakes one goroutine per volume every second, so any window sees the same load.`)
+    if (kind === 'ours') notes.push(`P4: our driver checks every volume once per --resync-period (2 min: the pod's files against the digest recorded at render, and the mount), one volume after another, and re-lists its CertificateRequests every 5 min; a ${opt.idleSeconds} s window holds ${Math.floor(opt.idleSeconds / 120)} to ${Math.ceil(opt.idleSeconds / 120)} passes and ${Math.floor(opt.idleSeconds / 300)} to ${Math.ceil(opt.idleSeconds / 300)} re-lists. The reference wakes one goroutine per volume every second, so any window sees the same load.`)
     put('p4-rss', `P5 resident memory with ${M} volumes, after the idle period`, 'MiB', kind, rssKiB(node.pid) / 1024)
 
     log(`${kind}: P8 ${opt.p8Samples} publishes at ${M} volumes`)
