@@ -291,7 +291,9 @@ export class Reconciler {
     // record, or a record from before the digest, renders once more.
     const publishedFresh = stored !== undefined && spec !== undefined && publishedFiles !== undefined &&
       isFresh(spec, stored, publishedFiles, record.keystoreSha256, this.#encodedKey(record.volumeId, spec, stored)) &&
-      record.published?.notAfter === record.issued?.notAfter && record.published?.sha256 === publishedDigest(publishedFiles)
+      // A record that lost its issued certificate (set aside as corrupt, made
+      // again by a republish) gets no digest at render: it cannot need one.
+      (record.issued === undefined || (record.published?.notAfter === record.issued.notAfter && record.published?.sha256 === publishedDigest(publishedFiles)))
     return {
       now,
       record,

@@ -150,3 +150,13 @@ t.test('a publish holds the low lane while it runs and releases it after, answer
   await t.rejects(republish(s, publisher), DeadlineExceededError)
   t.equal(held, 0, 'released when the call fails too')
 })
+
+t.test('a record made again without its issued certificate (a corrupt one set aside) converges', async t => {
+  const s = await servedThenRestarted(t)
+  const record = await s.store.load(s.volumeId)
+  const { issued: _i, published: _p, ...remade } = record!
+  await s.store.commit({ ...remade, generation: 0 }, record!.revision)
+  // It must settle: a render that records nothing, then asks to render again, never would.
+  await s.reconciler.reconcile(s.volumeId)
+  t.pass('the reconcile converged within its step limit')
+})
