@@ -26,11 +26,23 @@ export const encodeKey = (spec: VolumeSpec, stored: StoredCertificate): string =
 /** Every file except the keystore: byte-for-byte reproducible. `key` saves re-encoding a known key. */
 export function renderDeterministic(spec: VolumeSpec, stored: StoredCertificate, key = encodeKey(spec, stored)): RenderedFile[] {
   const mode = fileMode(spec)
-  return [
+  const files = [
     { name: spec.files.privateKey, data: Buffer.from(key), mode },
     { name: spec.files.certificate, data: Buffer.from(stored.certificatePem), mode },
     { name: spec.files.ca, data: Buffer.from(stored.caPem ?? ''), mode },
   ]
+  if (spec.files.credentialBundle !== undefined) files.push({ name: spec.files.credentialBundle, data: Buffer.from(credentialBundle(key, stored.certificatePem)), mode })
+  return files
+}
+
+/**
+ * The key, then the certificate chain: the shape of Kubernetes' pod
+ * certificate credential bundle and of cert-manager's CombinedPEM output, so
+ * a reader of one file can never see a key of one certificate beside another.
+ */
+export function credentialBundle(keyPem: string, certificatePem: string): string {
+  const key = keyPem.endsWith('\n') ? keyPem : `${keyPem}\n`
+  return key + certificatePem
 }
 
 /** The keystore is salted at random: it is compared by the hash recorded when written. */

@@ -22,6 +22,8 @@ export const IS_CA = key('is-ca')
 export const CERTIFICATE_FILE = key('certificate-file')
 export const PRIVATE_KEY_FILE = key('privatekey-file')
 export const CA_FILE = key('ca-file')
+/** Optional: the key followed by the certificate chain, in one file. */
+export const CREDENTIAL_BUNDLE_FILE = key('credential-bundle-file')
 export const RENEW_BEFORE = key('renew-before')
 export const DISABLE_AUTO_RENEW = key('disable-auto-renew')
 export const REUSE_PRIVATE_KEY = key('reuse-private-key')
@@ -44,7 +46,7 @@ export const PKCS12_PASSWORD = key('pkcs12-password')
 
 export const KNOWN_ATTRIBUTES: readonly string[] = [
   ISSUER_NAME, ISSUER_KIND, ISSUER_GROUP, COMMON_NAME, KEY_USAGES, DNS_NAMES, IP_SANS, URI_SANS,
-  EMAIL_SANS, DURATION, IS_CA, CERTIFICATE_FILE, PRIVATE_KEY_FILE, CA_FILE, RENEW_BEFORE,
+  EMAIL_SANS, DURATION, IS_CA, CERTIFICATE_FILE, PRIVATE_KEY_FILE, CA_FILE, CREDENTIAL_BUNDLE_FILE, RENEW_BEFORE,
   DISABLE_AUTO_RENEW, REUSE_PRIVATE_KEY, KEY_ALGORITHM, KEY_SIZE, KEY_ENCODING, ORGANIZATIONS,
   ORGANIZATIONAL_UNITS, COUNTRIES, PROVINCES, LOCALITIES, STREET_ADDRESSES, POSTAL_CODES,
   SERIAL_NUMBER, LITERAL_SUBJECT, FS_GROUP, PKCS12_ENABLE, PKCS12_FILENAME, PKCS12_PASSWORD,

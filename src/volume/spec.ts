@@ -380,6 +380,8 @@ function readFiles(r: Reader, pkcs12Filename: Read<string>): Read<VolumeSpec['fi
     [A.PRIVATE_KEY_FILE, withDefault(r, A.PRIVATE_KEY_FILE, A.DEFAULTS.privateKeyFile)],
     [A.CA_FILE, withDefault(r, A.CA_FILE, A.DEFAULTS.caFile)],
   ]
+  const bundle = scalar(r, A.CREDENTIAL_BUNDLE_FILE)
+  if (bundle !== undefined) entries.push([A.CREDENTIAL_BUNDLE_FILE, bundle])
   if (pkcs12Filename !== undefined) entries.push([A.PKCS12_FILENAME, pkcs12Filename])
   let ok = entries.map(([key, name]) => check(r, key, name, shape.checkFileName, IssueCode.invalidFileName) && name !== null).every(Boolean)
 
@@ -397,8 +399,11 @@ function readFiles(r: Reader, pkcs12Filename: Read<string>): Read<VolumeSpec['fi
     ok = false
   }
   if (!ok) return null
-  const [certificate, privateKey, ca, pkcs12] = entries.map(([, name]) => name as string) as [string, string, string, string?]
-  return pkcs12 === undefined ? { certificate, privateKey, ca } : { certificate, privateKey, ca, pkcs12 }
+  const name = (key: string): string | undefined => entries.find(([k]) => k === key)?.[1] as string | undefined
+  const files: VolumeSpec['files'] = { certificate: name(A.CERTIFICATE_FILE)!, privateKey: name(A.PRIVATE_KEY_FILE)!, ca: name(A.CA_FILE)! }
+  if (bundle !== undefined) files.credentialBundle = bundle as string
+  if (pkcs12Filename !== undefined) files.pkcs12 = pkcs12Filename as string
+  return files
 }
 
 function readFsGroup(r: Reader): Read<number> {

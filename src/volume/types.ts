@@ -46,6 +46,8 @@ export interface FileNames {
   certificate: string
   privateKey: string
   ca: string
+  /** Set only when asked for: the key, then the certificate chain (one read gets a matching pair). */
+  credentialBundle?: string
   /** Set only when PKCS#12 is enabled. */
   pkcs12?: string
 }

@@ -60,6 +60,24 @@ t.test('subject, SANs, usages, duration, is-ca and file names', async t => {
   t.equal(mine[0]?.annotations['example.com/team'], 'payments', 'an attribute with an allowed prefix (--annotation-prefixes example.com) is a request annotation')
 })
 
+t.test('credential-bundle-file: the key and its chain in one file', async t => {
+  const v = await node.newVolume()
+  await node.publish(v, {
+    [A('issuer-name')]: 'ca-issuer',
+    [A('dns-names')]: 'bundle.example.com',
+    [A('key-algorithm')]: 'ECDSA',
+    [A('credential-bundle-file')]: 'tls-combined.pem',
+  })
+  const bundle = node.read(v, 'tls-combined.pem')
+  const blocks = bundle.match(/-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----\n/g) ?? []
+  t.equal(blocks.join(''), bundle, 'nothing but PEM blocks')
+  t.match(blocks[0], /^-----BEGIN EC PRIVATE KEY-----/, 'the key first, in the encoding asked for (PKCS1/SEC1)')
+  t.equal(bundle, node.read(v, 'key.pem') + node.read(v, 'crt.pem'), 'key.pem then crt.pem, byte for byte')
+  const leaf = new X509Certificate(blocks[1]!)
+  t.equal(spki(blocks[0]!), certSpki(leaf), 'the key belongs to the certificate that follows it')
+  t.ok(leaf.verify(root.publicKey), 'signed by the issuer')
+})
+
 t.test('ECDSA P-384 in PKCS#8 from the ClusterIssuer', async t => {
   const v = await node.newVolume()
   await node.publish(v, {
