@@ -43,7 +43,7 @@ function publish(attrs: Record<string, string>) {
     target_path: '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/tls/mount',
     volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' },
     readonly: true, secrets: {}, volume_context: { ...attrs, ...POD },
-  }, parseVolumeAttributes)
+  }, (a, p) => parseVolumeAttributes(a, p))
 }
 
 function answer(attrs: Record<string, string>): { outcome: string; messageChars: number } {

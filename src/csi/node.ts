@@ -18,6 +18,8 @@ export interface PublishRequest {
   pod: PodInfo
   /** The user's attributes (validated; the reconciler parses them again from the record) (volume_context minus the kubelet's csi.storage.k8s.io/ keys). */
   attributes: Record<string, string>
+  /** The pod's fsGroup from the kubelet (volume_mount_group), if it sent one. */
+  mountGroup?: number
 }
 
 /** `unchanged`: the volume already served as asked (a republish); nothing was done for this call. */
@@ -59,14 +61,16 @@ export interface NodeServiceOptions {
 
 export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHandlers> {
   const annotationPrefixes = opts.annotationPrefixes ?? []
-  const parse: AttributeParser = opts.parseAttributes ?? ((attributes, pod) => parseVolumeAttributes(attributes, pod, { annotationPrefixes }))
+  const parse: AttributeParser = opts.parseAttributes ?? ((attributes, pod, mountGroup) => parseVolumeAttributes(attributes, pod, mountGroup === undefined ? { annotationPrefixes } : { annotationPrefixes, mountGroup }))
   const policy = { driverName: opts.driverName, kubeletRootDir: opts.kubeletRootDir ?? DEFAULT_POLICY.kubeletRootDir }
   const unimplemented = (rpc: string, capability: string) => async (): Promise<never> => {
     throw new UnimplementedError(`${rpc} is not implemented: ${opts.driverName} does not advertise ${capability}`)
   }
 
   return {
-    NodeGetCapabilities: async () => ({ capabilities: [] }),
+    // VOLUME_MOUNT_GROUP: the kubelet hands us the pod's fsGroup rather than
+    // chown-ing a read-only volume itself (CSIDriver fsGroupPolicy: File).
+    NodeGetCapabilities: async () => ({ capabilities: [{ rpc: { type: 'VOLUME_MOUNT_GROUP' } }] }),
 
     NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: 0, accessible_topology: null }),
 

@@ -22,7 +22,8 @@ export const POD_INFO_KEYS = {
 
 const SINGLE_NODE_MODES = new Set(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER'])
 
-export type AttributeParser = (attributes: Record<string, string>, pod: PodInfo) => ParseResult
+/** `mountGroup`: the kubelet's volume_mount_group, already checked. */
+export type AttributeParser = (attributes: Record<string, string>, pod: PodInfo, mountGroup?: number) => ParseResult
 
 export interface PublishPolicy {
   driverName: string
@@ -86,11 +87,27 @@ export function validatePublishRequest(
 
   checkTargetConfined(targetPath, policy.kubeletRootDir, pod.uid)
 
+  const mountGroup = checkMountGroup(cap.mount.volume_mount_group)
   const attributes = userAttributes(ctx)
-  const parsed = parseAttributes(attributes, pod)
+  const parsed = parseAttributes(attributes, pod, mountGroup)
   if (!parsed.ok) throw InvalidArgumentError.fromIssues(parsed.issues)
 
-  return { volumeId, targetPath, readonly: true, pod, attributes }
+  return { volumeId, targetPath, readonly: true, pod, attributes, ...(mountGroup === undefined ? {} : { mountGroup }) }
+}
+
+const GID_MAX = 2_147_483_647
+
+/**
+ * The pod's fsGroup, which the kubelet sends (as a decimal string) because
+ * we advertise VOLUME_MOUNT_GROUP and the CSIDriver says fsGroupPolicy File.
+ */
+function checkMountGroup(group: string | undefined): number | undefined {
+  if (group === undefined || group === '') return undefined
+  const n = /^(0|[1-9][0-9]{0,9})$/.test(group) ? Number(group) : NaN
+  if (Number.isNaN(n) || n > GID_MAX) {
+    throw new InvalidArgumentError(`volume_capability.mount.volume_mount_group ${JSON.stringify(group.slice(0, 64))} is not a group id: the kubelet sends the pod's securityContext.fsGroup, a whole number from 0 to ${GID_MAX}`)
+  }
+  return n
 }
 
 export function validateUnpublishRequest(req: NodeUnpublishVolumeRequest__Output): { volumeId: string; targetPath: string } {

@@ -46,14 +46,16 @@ export class DesiredStatePublisher implements VolumePublisher {
   async #publish(req: PublishRequest, status: VolumeStatus | undefined, signal: AbortSignal): Promise<PublishOutcome> {
     const { unchanged } = await this.#updateRecord(req.volumeId, existing => {
       if (existing && existing.desired === 'published' && existing.targetPath === req.targetPath) return undefined
+      const { mountGroup: _, ...kept } = existing ?? { generation: 0, createdAt: new Date(this.#d.now()).toISOString() }
       return {
-        ...(existing ?? { generation: 0, createdAt: new Date(this.#d.now()).toISOString() }),
+        ...kept,
         version: 1,
         volumeId: req.volumeId,
         targetPath: req.targetPath,
         nodeId: this.#d.nodeId,
         pod: req.pod,
         attributes: req.attributes,
+        ...(req.mountGroup === undefined ? {} : { mountGroup: req.mountGroup }),
         desired: 'published',
       }
     }).catch((err: unknown) => {

@@ -15,7 +15,6 @@ import { VolumeDir, type AtomicFolders } from '../state/volume-dir.js'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import type { KeySpec, VolumeSpec } from '../volume/types.js'
-import { parseVolumeAttributes } from '../volume/spec.js'
 import { encodePrivateKeyPem, parsePrivateKeyPem, publicKeyMatches } from '../pki/keys.js'
 import { buildCertificateRequest, requestName, requestState, type CertificateRequest } from '../kube/certificate-request.js'
 import { RequestNameTakenError, type RequestClient } from '../kube/requests.js'
@@ -24,7 +23,7 @@ import type { RequestCache } from '../kube/request-informer.js'
 import type { EventRecorder, ObjectRef } from '../kube/events.js'
 import { apiMessage } from '../kube/errors.js'
 import { nextStep, servesCertificate, type Observation, type Step } from './plan.js'
-import type { VolumeRecord } from './record.js'
+import { parseRecord, type VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
 import { backoffDelay, type Backoff, type ReconcileResult } from './queue.js'
 import { renderDeterministic, renderKeystore, isFresh, encodeKey, publishedDigest, sha256, type StoredCertificate } from './render.js'
@@ -172,7 +171,7 @@ export class Reconciler {
     if (record.desired !== 'published' || record.targetPath !== targetPath || this.#teardownWithoutRecord.has(volumeId)) return 'not wanted published at this target'
     if (!published) return 'no digest of the published files recorded'
     if (!(Date.parse(published.notAfter) > this.#d.now())) return 'the published certificate has expired'
-    if (!parseVolumeAttributes(record.attributes, record.pod).ok) return 'invalid attributes'
+    if (!parseRecord(record).ok) return 'invalid attributes'
     const files = await this.#dir(volumeId).readPublished().catch(() => undefined)
     if (!files || publishedDigest(files) !== published.sha256) return 'the published files differ from those rendered'
     if (!(await this.#d.mounter.isMountPoint(targetPath))) return 'not mounted'
@@ -209,7 +208,7 @@ export class Reconciler {
     // Steps change the record's progress, never its attributes or pod: one parse serves them all.
     // Before any request of it can exist, the cache learns whose requests to keep.
     if (record) this.#d.cache.track(ownerOf(record))
-    const parsed = record ? parseVolumeAttributes(record.attributes, record.pod) : undefined
+    const parsed = record ? parseRecord(record) : undefined
     const spec = parsed?.ok ? parsed.spec : undefined
     const invalidSpec = parsed && !parsed.ok ? `invalid attributes: ${parsed.issues.map(x => `${x.attribute}: ${x.message}`).join('; ')}` : undefined
     try {

@@ -3,6 +3,8 @@
 // volume spec is not stored: it is re-derived from the attributes, so a
 // record can never hold a spec that the current parser would reject.
 import * as v from 'valibot'
+import { parseVolumeAttributes } from '../volume/spec.js'
+import type { ParseResult } from '../volume/types.js'
 
 const text = v.string()
 const count = v.pipe(v.number(), v.integer())
@@ -15,6 +17,8 @@ export const volumeRecordSchema = v.object({
   nodeId: text,
   pod: podSchema,
   attributes: v.record(v.string(), v.string()),
+  /** The kubelet's volume_mount_group (the pod's fsGroup), when it sent one. */
+  mountGroup: v.optional(v.pipe(count, v.minValue(0))),
   desired: v.picklist(['published', 'unpublished']),
   createdAt: text,
   /** Bumped by every write (the store's compare-and-swap): absent in records from before it. */
@@ -57,3 +61,7 @@ export const volumeRecordSchema = v.object({
 export type VolumeRecord = v.InferOutput<typeof volumeRecordSchema>
 
 export const validateRecord = (x: unknown): VolumeRecord => v.parse(volumeRecordSchema, x)
+
+/** The volume's spec as the record's attributes and the kubelet's group give it (records passed the node's annotation check when made). */
+export const parseRecord = (record: Pick<VolumeRecord, 'attributes' | 'pod' | 'mountGroup'>): ParseResult =>
+  parseVolumeAttributes(record.attributes, record.pod, record.mountGroup === undefined ? { annotationPrefixes: '*' } : { annotationPrefixes: '*', mountGroup: record.mountGroup })

@@ -18,6 +18,12 @@ export interface ParseOptions {
    * passes any, which is what records already accepted are parsed with.
    */
   annotationPrefixes: readonly string[] | '*'
+  /**
+   * The pod's fsGroup as the kubelet passed it (volume_mount_group, with
+   * the CSIDriver's fsGroupPolicy File): the files' group when fs-group is
+   * not set. Checked by the CSI edge.
+   */
+  mountGroup?: number
 }
 
 export function parseVolumeAttributes(attributes: Record<string, string>, pod: PodInfo, options: ParseOptions = { annotationPrefixes: '*' }): ParseResult {
@@ -57,7 +63,9 @@ export function parseVolumeAttributes(attributes: Record<string, string>, pod: P
   }
   if (typeof renewBeforeMs === 'number') spec.renewBeforeMs = renewBeforeMs
   if (pkcs12.spec) spec.pkcs12 = pkcs12.spec
+  // The attribute, when set, wins: it is what the pod author wrote for this volume.
   if (typeof fsGroup === 'number') spec.fsGroup = fsGroup
+  else if (options.mountGroup !== undefined) spec.fsGroup = options.mountGroup
   return { ok: true, spec }
 }
 

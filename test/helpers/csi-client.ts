@@ -34,6 +34,14 @@ export interface PublishArgs {
   targetPath: string
   attributes: Record<string, string>
   pod?: PodRef
+  /** What the kubelet adds for this CSIDriver: the pod's fsGroup (volume_mount_group), token requests' tokens. */
+  kubelet?: KubeletExtras
+}
+
+export interface KubeletExtras {
+  mountGroup?: string
+  /** Merged into volume_context, e.g. csi.storage.k8s.io/serviceAccount.tokens. */
+  context?: Record<string, string>
 }
 
 type Known<T> = { [K in keyof T as string extends K ? never : K]: T[K] }
@@ -65,14 +73,15 @@ export class CsiTestClient {
   }
 
   /** Exactly what the kubelet sends for an inline ephemeral volume with readOnly: true. */
-  publishRequest({ volumeId, targetPath, attributes, pod = DEFAULT_POD }: PublishArgs): NodePublishVolumeRequest {
+  publishRequest({ volumeId, targetPath, attributes, pod = DEFAULT_POD, kubelet = {} }: PublishArgs): NodePublishVolumeRequest {
     return {
       volume_id: volumeId,
       target_path: targetPath,
-      volume_capability: { mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } },
+      volume_capability: { mount: kubelet.mountGroup === undefined ? {} : { volume_mount_group: kubelet.mountGroup }, access_mode: { mode: 'SINGLE_NODE_WRITER' } },
       readonly: true,
       volume_context: {
         ...attributes,
+        ...kubelet.context,
         'csi.storage.k8s.io/pod.name': pod.name,
         'csi.storage.k8s.io/pod.namespace': pod.namespace,
         'csi.storage.k8s.io/pod.uid': pod.uid,

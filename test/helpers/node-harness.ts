@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node'
 import type { ControlPlane } from '../fixtures/control-plane.js'
-import { CsiTestClient, startDriver, type DriverProcess, type PodRef } from './csi-client.js'
+import { CsiTestClient, startDriver, type DriverProcess, type KubeletExtras, type PodRef } from './csi-client.js'
 
 export interface Teardown { teardown(fn: () => unknown): void }
 
@@ -70,8 +70,8 @@ export class NodeHarness {
     return { volumeId, targetPath: join(parent, 'mount'), pod: { name: podName, namespace, uid, serviceAccountName: 'default' } }
   }
 
-  publish(v: Volume, attributes: Record<string, string>, timeoutMs = 60_000) {
-    return this.client!.publish({ volumeId: v.volumeId, targetPath: v.targetPath, attributes, pod: v.pod }, timeoutMs)
+  publish(v: Volume, attributes: Record<string, string>, timeoutMs = 60_000, kubelet?: KubeletExtras) {
+    return this.client!.publish({ volumeId: v.volumeId, targetPath: v.targetPath, attributes, pod: v.pod, ...(kubelet ? { kubelet } : {}) }, timeoutMs)
   }
 
   unpublish(v: Volume, timeoutMs = 60_000) {

@@ -117,6 +117,27 @@ t.test('fs-group makes the files 0440 with that group', async t => {
   }
 })
 
+t.test('the pod\'s fsGroup from the kubelet (volume_mount_group) is the files\' group; fs-group wins over it', async t => {
+  const groupOf = (v: { targetPath: string }): Array<[number, number]> =>
+    ['key.pem', 'crt.pem', 'ca.pem'].map(f => statSync(join(v.targetPath, f))).map(st => [st.gid, st.mode & 0o777])
+  const fromKubelet = await node.newVolume()
+  await node.publish(fromKubelet, { [A('issuer-name')]: 'ca-issuer', [A('dns-names')]: 'mg.example.com', [A('key-algorithm')]: 'ECDSA' }, 60_000, { mountGroup: '3000' })
+  t.same(groupOf(fromKubelet), [[3000, 0o440], [3000, 0o440], [3000, 0o440]], 'group 3000, mode 0440, with no attribute')
+
+  const both = await node.newVolume()
+  await node.publish(both, { [A('issuer-name')]: 'ca-issuer', [A('dns-names')]: 'mg2.example.com', [A('key-algorithm')]: 'ECDSA', [A('fs-group')]: '2000' }, 60_000, { mountGroup: '3000' })
+  t.same(groupOf(both), [[2000, 0o440], [2000, 0o440], [2000, 0o440]], 'the attribute wins')
+
+  // Rendered again later from the record alone (the resync heals a deleted
+  // file): the kubelet's group must have been kept with it.
+  execFileSync('rm', ['-f', join(node.dataRoot, 'volumes', fromKubelet.volumeId, 'published', 'crt.pem')])
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline) {
+    try { statSync(join(fromKubelet.targetPath, 'crt.pem')); break } catch { await new Promise(r => setTimeout(r, 100)) }
+  }
+  t.same(groupOf(fromKubelet), [[3000, 0o440], [3000, 0o440], [3000, 0o440]], 'the healed files keep the kubelet\'s group')
+})
+
 t.test('PKCS#12 keystore opens with the password and holds the same key', async t => {
   const v = await node.newVolume()
   await node.publish(v, {

@@ -78,7 +78,7 @@ t.test('node info and capabilities', async (t) => {
   t.equal(info.max_volumes_per_node, '0')
   t.equal(info.accessible_topology, null, 'no topology')
   const caps = await client.call('NodeGetCapabilities', {})
-  t.same(caps.capabilities, [])
+  t.same(caps.capabilities, [{ rpc: { type: 'VOLUME_MOUNT_GROUP' }, type: 'rpc' }], 'VOLUME_MOUNT_GROUP: the kubelet passes the pod\'s fsGroup')
 })
 
 t.test('unimplemented node RPCs', async (t) => {

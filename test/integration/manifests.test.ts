@@ -108,7 +108,7 @@ t.test('the CSIDriver installs and `kubectl get csidrivers` lists it', async (t)
   t.equal(got.spec.attachRequired, false)
   t.equal(got.spec.podInfoOnMount, true)
   t.same(got.spec.volumeLifecycleModes, ['Ephemeral'])
-  t.equal(got.spec.fsGroupPolicy, 'None')
+  t.equal(got.spec.fsGroupPolicy, 'File')
   t.equal(got.spec.requiresRepublish, false)
 
   // Most of a CSIDriver's spec is immutable: the chart's object applying over

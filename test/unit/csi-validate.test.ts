@@ -53,6 +53,25 @@ t.test('a kubelet request passes and carries pod, spec and the user attributes',
   t.same(seen[0]?.attributes, ATTRS, 'the parser never sees csi.storage.k8s.io/ keys (the token least of all)')
 })
 
+t.test('the kubelet\'s volume_mount_group reaches the parser and the request as a number', async (t) => {
+  const groups: Array<number | undefined> = []
+  const parser: AttributeParser = (_a, _p, mountGroup) => {
+    groups.push(mountGroup)
+    return { ok: true, spec: FAKE_SPEC }
+  }
+  const withGroup = (group: string) => kubeletRequest({ volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: group }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' } })
+  t.equal(validatePublishRequest(withGroup('2000'), parser).mountGroup, 2000)
+  t.equal(validatePublishRequest(withGroup('0'), parser).mountGroup, 0, 'group 0 is a group')
+  t.notOk('mountGroup' in validatePublishRequest(withGroup(''), parser), 'none sent: none recorded')
+  t.same(groups, [2000, 0, undefined])
+  for (const bad of ['abc', '-1', '2147483648', '01', '1e3', ' 5']) {
+    const err = catchErr(() => validatePublishRequest(withGroup(bad), parser)) as DriverError
+    t.ok(err instanceof InvalidArgumentError, `${JSON.stringify(bad)}: INVALID_ARGUMENT`)
+    t.match(err.message, /^volume_capability\.mount\.volume_mount_group ".*" is not a group id: the kubelet sends the pod's securityContext\.fsGroup/)
+  }
+  t.equal(groups.length, 3, 'a bad group is refused before the attributes are parsed')
+})
+
 t.test('a pod without a service account is accepted: the name only feeds ${SERVICE_ACCOUNT_NAME}', async (t) => {
   seen.length = 0
   const { 'csi.storage.k8s.io/serviceAccount.name': _sa, ...ctx } = POD_CONTEXT
@@ -187,7 +206,7 @@ t.test('userAttributes drops exactly the kubelet prefix', async (t) => {
 t.test('thousands of issues in one value: the status names the first 20 and counts the rest', async (t) => {
   const { parseVolumeAttributes } = await import('../../src/volume/spec.js')
   const value = Array.from({ length: 2000 }, (_, i) => `\${X${i}}`).join('')
-  const err = catchErr(() => validatePublishRequest(kubeletRequest({ volume_context: { ...POD_CONTEXT, ...ATTRS, 'csi.cert-manager.io/common-name': value } }), parseVolumeAttributes)) as DriverError
+  const err = catchErr(() => validatePublishRequest(kubeletRequest({ volume_context: { ...POD_CONTEXT, ...ATTRS, 'csi.cert-manager.io/common-name': value } }), (a, p) => parseVolumeAttributes(a, p))) as DriverError
   t.ok(err instanceof InvalidArgumentError, 'INVALID_ARGUMENT')
   t.match(err.message, /^csi\.cert-manager\.io\/common-name: unknown variable \$\{X0\}/)
   t.match(err.message, /; and 1980 more$/, 'the rest counted, not listed (2000 unknown variables, 20 shown)')

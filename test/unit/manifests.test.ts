@@ -143,7 +143,7 @@ t.test('CSIDriver', async (t) => {
     attachRequired: false,
     podInfoOnMount: true,
     volumeLifecycleModes: ['Ephemeral'],
-    fsGroupPolicy: 'None',
+    fsGroupPolicy: 'File',
     requiresRepublish: false,
     storageCapacity: false,
   }

@@ -113,6 +113,18 @@ const valid: ValidCase[] = [
   { name: 'pkcs12-enable false alone', attrs: { [A.PKCS12_ENABLE]: 'false' }, expect: (s) => [s.pkcs12, s.files.pkcs12], want: [undefined, undefined] },
 ]
 
+t.test('the kubelet\'s mount group is the files\' group unless fs-group says otherwise', async (t) => {
+  const spec = (attrs: Record<string, string>, mountGroup?: number) => {
+    const r = parseVolumeAttributes({ ...base, ...attrs }, pod, mountGroup === undefined ? { annotationPrefixes: '*' } : { annotationPrefixes: '*', mountGroup })
+    return r.ok ? r.spec.fsGroup : r.issues
+  }
+  t.equal(spec({}, 3000), 3000, 'from the kubelet')
+  t.equal(spec({}, 0), 0, 'group 0 from the kubelet')
+  t.equal(spec({ [A.FS_GROUP]: '2000' }, 3000), 2000, 'the attribute wins')
+  t.equal(spec({}), undefined, 'neither: root only')
+  t.match(spec({ [A.FS_GROUP]: 'x' }, 3000), [{ attribute: A.FS_GROUP, code: IssueCode.invalidFsGroup }], 'a bad attribute is not papered over by the kubelet\'s group')
+})
+
 t.test('every attribute, one valid case at a time', async (t) => {
   for (const c of valid) {
     const attrs = c.bare ? c.attrs : { ...base, ...c.attrs }
