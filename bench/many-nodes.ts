@@ -779,6 +779,9 @@ function detail(): string {
 async function main(): Promise<void> {
   const started = new Date()
   const loadStart = sh('uptime', [])
+  // Read before the run: an hour later HEAD may be another commit than the one built.
+  const head = sh('git', ['rev-parse', '--short', 'HEAD'])
+  const dirty = sh('git', ['status', '--porcelain', '--', 'src']) === '' ? '' : ' (src/ has uncommitted changes)'
   let referenceBin: string | undefined
   if (opt.drivers.includes('reference')) referenceBin = referenceBinary()
   const oursCommand = opt.drivers.includes('ours') ? prepareOurs(oursRuntime) : []
@@ -799,8 +802,6 @@ async function main(): Promise<void> {
   const minutes = (performance.now() - t0) / 60_000
 
   const loadEnd = sh('uptime', [])
-  const head = sh('git', ['rev-parse', '--short', 'HEAD'])
-  const dirty = sh('git', ['status', '--porcelain', '--', 'src']) === '' ? '' : ' (src/ has uncommitted changes)'
   const refVersion = sh('bash', ['-c', "cd test/tools/reference && go list -m -f '{{.Version}}' github.com/cert-manager/csi-driver"])
   const md = [
     `# Many nodes, one apiserver ${started.toISOString()}`,

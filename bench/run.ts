@@ -456,6 +456,9 @@ async function restartProfile(cluster: Cluster): Promise<void> {
 
 async function main(): Promise<void> {
   const started = new Date()
+  // Read before the run: by its end HEAD may be another commit than the one built.
+  const head = sh('git', ['rev-parse', '--short', 'HEAD'])
+  const dirty = sh('git', ['status', '--porcelain', '--', 'src']) === '' ? '' : ' (src/ has uncommitted changes)'
   const loadStart = sh('uptime', [])
   const needReference = opt.drivers.includes('reference')
   let referenceBin: string | undefined
@@ -479,8 +482,6 @@ async function main(): Promise<void> {
   const minutes = (performance.now() - t0) / 60_000
 
   const loadEnd = sh('uptime', [])
-  const head = sh('git', ['rev-parse', '--short', 'HEAD'])
-  const dirty = sh('git', ['status', '--porcelain', '--', 'src']) === '' ? '' : ' (src/ has uncommitted changes)'
   const refVersion = sh('bash', ['-c', "cd test/tools/reference && go list -m -f '{{.Version}}' github.com/cert-manager/csi-driver"])
   const md = [
     `# Benchmark ${started.toISOString()}`,
