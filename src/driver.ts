@@ -1,6 +1,7 @@
 // Assembles the reconciling driver: store, informer, queue, reconciler and
 // the publisher the CSI Node service calls. main.ts only passes config in.
 import { ApiClient } from './kube/api-client.js'
+import type { RateLimit } from './kube/rate-limit.js'
 import { loadClusterAccess } from './kube/kubeconfig.js'
 import { access, constants } from 'node:fs/promises'
 import type { DataRootLock } from './host/data-root-lock.js'
@@ -39,8 +40,8 @@ export interface DriverConfig {
   /** Every known volume is reconciled again this often, spread over the period. */
   resyncPeriodMs?: number
   metrics?: DriverMetrics
-  /** --kube-api-timeout and --cache-relist-period; defaults 30 s and 5 min. */
-  kube?: { apiTimeoutMs?: number; cacheRelistPeriodMs?: number }
+  /** --kube-api-timeout, --kube-api-qps/burst and --cache-relist-period; defaults 30 s, no limit and 5 min. */
+  kube?: { apiTimeoutMs?: number; rateLimit?: RateLimit; cacheRelistPeriodMs?: number }
   /** The data root's lock, taken by main.ts before anything else. */
   lock?: Pick<DataRootLock, 'lockAgain'>
 }
@@ -53,7 +54,11 @@ export interface RunningDriver {
 }
 
 export async function startDriver(config: DriverConfig, logger: Logger): Promise<RunningDriver> {
-  const api = new ApiClient(await loadClusterAccess(config.kubeconfig), { timeoutMs: config.kube?.apiTimeoutMs })
+  const api = new ApiClient(await loadClusterAccess(config.kubeconfig), {
+    timeoutMs: config.kube?.apiTimeoutMs,
+    ...(config.kube?.rateLimit ? { rateLimit: config.kube.rateLimit } : {}),
+    onThrottled: ms => config.metrics?.apiThrottled(ms / 1000),
+  })
   const mounter = new Mounter()
   // Key material never touches a disk: the data root gets our own tmpfs
   // (main.ts checked the directory with checkDataRoot before locking it).

@@ -79,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
           maxConcurrentIssuances: config.maxConcurrentIssuances,
           resyncPeriodMs: config.resyncPeriodMs,
           failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 },
-          kube: { apiTimeoutMs: config.kubeApiTimeoutMs, cacheRelistPeriodMs: config.cacheRelistPeriodMs },
+          kube: { apiTimeoutMs: config.kubeApiTimeoutMs, rateLimit: { qps: config.kubeApiQps, burst: config.kubeApiBurst }, cacheRelistPeriodMs: config.cacheRelistPeriodMs },
           metrics,
           lock,
         },

@@ -39,6 +39,9 @@ export interface Config {
   failureBackoffMs: number
   /** Deadline of every Kubernetes API call (a watch: of opening it). */
   kubeApiTimeoutMs: number
+  /** Client-side limit of every Kubernetes API call and watch connect: sustained rate and burst. */
+  kubeApiQps: number
+  kubeApiBurst: number
   /** The CertificateRequest cache re-lists (LIST + diff) this often as a safety net. */
   cacheRelistPeriodMs: number
   /** Null: metrics disabled. */
@@ -68,6 +71,8 @@ export const DEFAULTS = {
   resyncPeriod: '2m',
   failureBackoff: '30s',
   kubeApiTimeout: '30s',
+  kubeApiQps: '20',
+  kubeApiBurst: '50',
   cacheRelistPeriod: '5m',
   metricsBindAddress: ':9402',
   pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
@@ -107,6 +112,8 @@ function buildProgram(version: string): Command {
     .option('--resync-period <duration>', 're-check every volume this often (heals deleted or altered files)', DEFAULTS.resyncPeriod)
     .option('--failure-backoff <duration>', 'first wait after a denied or failed request; doubles up to 1h', DEFAULTS.failureBackoff)
     .option('--kube-api-timeout <duration>', 'deadline of each Kubernetes API call (for a watch: of opening it)', DEFAULTS.kubeApiTimeout)
+    .option('--kube-api-qps <n>', 'Kubernetes API requests per second this driver makes at most, sustained (calls and watch connects)', DEFAULTS.kubeApiQps)
+    .option('--kube-api-burst <n>', 'Kubernetes API requests allowed at once above --kube-api-qps after a quiet spell', DEFAULTS.kubeApiBurst)
     .option('--cache-relist-period <duration>', 'the CertificateRequest cache re-lists from the API this often (a safety net under the watch)', DEFAULTS.cacheRelistPeriod)
     .option('--metrics-bind-address <addr>', 'host:port for Prometheus metrics; 0 disables', DEFAULTS.metricsBindAddress)
     .option(
@@ -186,6 +193,15 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     throw new FlagError(`--max-concurrent-issuances "${max}" must be a whole number of at least 1`)
   }
 
+  const qps = str('kubeApiQps')
+  if (!/^\d+(\.\d+)?$/.test(qps.trim()) || !(Number(qps) > 0)) {
+    throw new FlagError(`--kube-api-qps "${qps}" must be a number of requests per second greater than 0 (like 20 or 0.5)`)
+  }
+  const burst = str('kubeApiBurst')
+  if (!/^\d+$/.test(burst) || Number(burst) < 1 || !Number.isSafeInteger(Number(burst))) {
+    throw new FlagError(`--kube-api-burst "${burst}" must be a whole number of at least 1`)
+  }
+
   const kubeletRegistrationPath = o.kubeletRegistrationPath
   if (kubeletRegistrationPath !== undefined) checkSocketPath('--kubelet-registration-path', kubeletRegistrationPath)
   const pluginRegistrationDir = str('pluginRegistrationDir')
@@ -212,6 +228,8 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     resyncPeriodMs: parsePositiveDuration('--resync-period', str('resyncPeriod')),
     failureBackoffMs: parsePositiveDuration('--failure-backoff', str('failureBackoff')),
     kubeApiTimeoutMs: parsePositiveDuration('--kube-api-timeout', str('kubeApiTimeout')),
+    kubeApiQps: Number(qps),
+    kubeApiBurst: Number(burst),
     cacheRelistPeriodMs: parsePositiveDuration('--cache-relist-period', str('cacheRelistPeriod')),
     metricsBindAddress: parseBindAddress(str('metricsBindAddress')),
     ...(kubeletRegistrationPath !== undefined ? { kubeletRegistrationPath } : {}),

@@ -7,9 +7,11 @@
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { UnavailableError } from '../errors.js'
 import { formatDuration } from '../volume/duration.js'
 import type { ClusterAccess } from './kubeconfig.js'
+import { TokenBucket, type RateLimit } from './rate-limit.js'
 
 export const DEFAULT_API_TIMEOUT_MS = 30_000
 
@@ -63,6 +65,10 @@ export interface ApiClientOptions {
   timeoutMs?: number
   userAgent?: string
   now?: () => number
+  /** --kube-api-qps and --kube-api-burst: every call and every watch (re)connect takes a token. Default: none. */
+  rateLimit?: RateLimit
+  /** A call waited this long for its token (for a metric). */
+  onThrottled?: (waitMs: number) => void
 }
 
 export class ApiClient {
@@ -72,6 +78,8 @@ export class ApiClient {
   readonly #timeoutMs: number
   readonly #userAgent: string
   readonly #now: () => number
+  readonly #bucket: TokenBucket | undefined
+  readonly #onThrottled: ((waitMs: number) => void) | undefined
   #token: { value: string; readAt: number } | undefined
 
   constructor(access: ClusterAccess, opts: ApiClientOptions = {}) {
@@ -79,6 +87,8 @@ export class ApiClient {
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
     this.#userAgent = opts.userAgent ?? 'cert-manager-csi-driver'
     this.#now = opts.now ?? Date.now
+    this.#bucket = opts.rateLimit && new TokenBucket(opts.rateLimit, this.#now())
+    this.#onThrottled = opts.onThrottled
     if (access.server.startsWith('https:')) {
       this.#agent = new HttpsAgent({
         keepAlive: true,
@@ -101,6 +111,8 @@ export class ApiClient {
 
   /** One JSON call with its deadline; an HTTP error throws ApiError, a missed deadline ApiTimeoutError. */
   async request<T>(operation: string, req: ApiRequest): Promise<T> {
+    // The deadline starts once the call may go: waiting for a token is not the apiserver being slow.
+    await this.#throttle(req.signal)
     const deadline = new AbortController()
     const timer = setTimeout(() => deadline.abort(), this.#timeoutMs)
     const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal
@@ -125,6 +137,12 @@ export class ApiClient {
    */
   async watch(operation: string, path: string, query: Query, handlers: WatchHandlers): Promise<void> {
     if (handlers.signal.aborted) return
+    try {
+      await this.#throttle(handlers.signal)
+    } catch (err) {
+      if (handlers.signal.aborted) return
+      throw err
+    }
     const connect = new AbortController()
     const timer = setTimeout(() => connect.abort(), this.#timeoutMs)
     const signal = AbortSignal.any([handlers.signal, connect.signal])
@@ -159,6 +177,20 @@ export class ApiClient {
       }
     } catch (err) {
       if (handlers.signal.aborted) return
+      throw err
+    }
+  }
+
+  /** Waits for a token of the rate limit, if there is one; an abort meanwhile gives it back and throws. */
+  async #throttle(signal: AbortSignal | undefined): Promise<void> {
+    if (!this.#bucket) return
+    const waitMs = this.#bucket.take(this.#now())
+    if (waitMs === 0) return
+    this.#onThrottled?.(waitMs)
+    try {
+      await sleep(waitMs, undefined, signal ? { signal } : undefined)
+    } catch (err) {
+      this.#bucket.giveBack()
       throw err
     }
   }

@@ -64,6 +64,8 @@ export class DriverMetrics {
   readonly #failures: Counter<'kind' | 'reason'>
   readonly #duration: Histogram<'kind'>
   readonly #reconcileErrors: Counter
+  readonly #throttled: Counter
+  readonly #throttledSeconds: Counter
 
   constructor(opts: DriverMetricsOptions = {}) {
     const registers = [this.registry]
@@ -94,6 +96,16 @@ export class DriverMetrics {
     this.#reconcileErrors = new Counter({
       name: `${METRIC_PREFIX}reconcile_errors_total`,
       help: 'Reconciles that ended in an error and were queued for retry.',
+      registers,
+    })
+    this.#throttled = new Counter({
+      name: `${METRIC_PREFIX}api_throttled_requests_total`,
+      help: 'Kubernetes API calls and watch connects that waited for the client-side limit (--kube-api-qps, --kube-api-burst).',
+      registers,
+    })
+    this.#throttledSeconds = new Counter({
+      name: `${METRIC_PREFIX}api_throttled_seconds_total`,
+      help: 'Time Kubernetes API calls spent waiting for the client-side limit.',
       registers,
     })
 
@@ -196,6 +208,11 @@ export class DriverMetrics {
 
   reconcileError(): void {
     this.#reconcileErrors.inc()
+  }
+
+  apiThrottled(waitSeconds: number): void {
+    this.#throttled.inc()
+    this.#throttledSeconds.inc(waitSeconds)
   }
 
   /** Read at scrape time: the queue is never asked on every change. */

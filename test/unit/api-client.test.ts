@@ -108,6 +108,35 @@ t.test('the deadline covers a body that never ends, and the connection is droppe
   t.ok(closed)
 })
 
+t.test('--kube-api-qps/--kube-api-burst: past the burst, calls and watch connects reach the server at qps', async t => {
+  const arrived: number[] = []
+  const api = await serve(t, (req, res) => {
+    arrived.push(performance.now())
+    if (req.url?.includes('watch=true')) { res.writeHead(200); res.end() } else json(res, 200, {})
+  }, false)
+  const waits: number[] = []
+  const client = new ApiClient({ server: api.server }, { timeoutMs: 200, rateLimit: { qps: 20, burst: 3 }, onThrottled: ms => waits.push(ms) })
+  t.teardown(() => client.close())
+  const start = performance.now()
+  await Promise.all([
+    ...Array.from({ length: 5 }, () => client.request('get', { method: 'GET', path: '/x' })),
+    client.watch('watch', '/x', {}, { signal: new AbortController().signal, onOpen() {}, onEvent() {} }),
+  ])
+  t.equal(arrived.length, 6)
+  t.ok(arrived.slice(0, 3).every(at => at - start < 45), 'the burst goes at once')
+  const last = Math.max(...arrived) - start
+  t.ok(last >= 145, `the sixth waited three tokens at 20/s (${last.toFixed(0)} ms)`)
+  t.equal(waits.length, 3, 'three calls were throttled')
+  waits.forEach((ms, i) => t.ok(ms > 50 * (i + 1) - 15 && ms <= 50 * (i + 1), `call ${i + 4} reports its wait, about ${50 * (i + 1)} ms (${ms})`))
+  // The 200 ms deadline starts after the token: a 150 ms wait is no timeout.
+
+  const stop = new AbortController()
+  const queued = client.request('get', { method: 'GET', path: '/x', signal: stop.signal }).catch((e: unknown) => e)
+  stop.abort()
+  t.equal(((await queued) as Error).name, 'AbortError', 'an abort while waiting for a token ends the call')
+  t.equal(arrived.length, 6, 'and it never reached the server')
+})
+
 t.test('a caller\'s abort is not a timeout', async t => {
   const api = await serve(t, () => { /* never answers */ }, false)
   const client = new ApiClient({ server: api.server }, { timeoutMs: 5_000 })

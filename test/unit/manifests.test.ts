@@ -300,6 +300,7 @@ t.test('helm values', async (t) => {
     const r = helm(
       '--set', 'logLevel=debug', '--set', 'logFormat=text', '--set', 'publishTimeout=90s',
       '--set', 'maxConcurrentIssuances=3', '--set', 'metrics.port=9500', '--set', 'extraArgs={--resync-period=10m}',
+      '--set-json', 'kubeApi={"qps":2.5,"burst":7}',
     )
     const c = container(r, DRIVER)
     const cfg = parseFlags((c.args as string[]).map((a) => a.replace('$(NODE_ID)', 'n')))
@@ -309,6 +310,8 @@ t.test('helm values', async (t) => {
     t.equal(cfg.maxConcurrentIssuances, 3)
     t.equal(cfg.metricsBindAddress?.port, 9500)
     t.equal(cfg.resyncPeriodMs, 600_000)
+    t.equal(cfg.kubeApiQps, 2.5)
+    t.equal(cfg.kubeApiBurst, 7)
     t.equal((c.ports as Obj[]).find((p) => p.name === 'metrics')?.containerPort, 9500)
   })
 
@@ -393,6 +396,8 @@ t.test('values.schema.json rejects what the driver would not run with', async (t
     ['zero issuances', { maxConcurrentIssuances: 0 }, /maxConcurrentIssuances/],
     ['fractional issuances', { maxConcurrentIssuances: 1.5 }, /maxConcurrentIssuances/],
     ['not a duration', { publishTimeout: 'a minute' }, /publishTimeout/],
+    ['zero qps', { kubeApi: { qps: 0, burst: 50 } }, /qps/],
+    ['fractional burst', { kubeApi: { qps: 20, burst: 2.5 } }, /burst/],
     ['pull policy', { image: { pullPolicy: 'Sometimes' } }, /pullPolicy/],
     ['bad digest', { image: { digest: 'sha256:1234' } }, /digest/],
     ['toleration operator', { tolerations: [{ operator: 'Maybe' }] }, /operator/],
