@@ -2,6 +2,7 @@
 // the publisher the CSI Node service calls. main.ts only passes config in.
 import { ApiClient } from './kube/api-client.js'
 import type { RateLimit } from './kube/rate-limit.js'
+import type { PodTokens } from './kube/pod-tokens.js'
 import { loadClusterAccess } from './kube/kubeconfig.js'
 import { access, constants } from 'node:fs/promises'
 import type { DataRootLock } from './host/data-root-lock.js'
@@ -42,6 +43,8 @@ export interface DriverConfig {
   metrics?: DriverMetrics
   /** --kube-api-timeout, --kube-api-qps/burst and --cache-relist-period; defaults 30 s, no limit and 5 min. */
   kube?: { apiTimeoutMs?: number; rateLimit?: RateLimit; cacheRelistPeriodMs?: number }
+  /** --use-token-request: requests are made with the pods' own tokens. */
+  podTokens?: PodTokens
   /** The data root's lock, taken by main.ts before anything else. */
   lock?: Pick<DataRootLock, 'lockAgain'>
 }
@@ -121,6 +124,7 @@ export async function startDriver(config: DriverConfig, logger: Logger): Promise
     onRefillError: (err, spec) => logger.warn({ err, key: `${spec.algorithm}-${spec.size}` }, 'could not make a key ahead; publishes make their own'),
   })
   const reconciler = new Reconciler({
+    ...(config.podTokens ? { podTokens: config.podTokens } : {}),
     nodeId: config.nodeId,
     store,
     requests,

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { parseFlags } from './cli/flags.js'
 import { createIdentityService, dataRootReadiness } from './csi/identity.js'
 import { UnavailablePublisher, createNodeService } from './csi/node.js'
+import { PodTokens } from './kube/pod-tokens.js'
 import { CsiServer } from './csi/server.js'
 import { RegistrationServer } from './csi/registration.js'
 import { FlagError, FlagExit } from './errors.js'
@@ -68,6 +69,8 @@ async function main(argv: string[]): Promise<number> {
 
   // Without a Kubernetes API there is nothing to issue with: serve the
   // Identity service and refuse publishes rather than fail to start.
+  // --use-token-request: the pods' tokens, from the CSI calls to the requests they make.
+  const podTokens = config.useTokenRequest ? new PodTokens(config.tokenRequestAudience, config.driverName) : undefined
   if (config.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
     try {
       driver = await startDriver(
@@ -79,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
           maxConcurrentIssuances: config.maxConcurrentIssuances,
           resyncPeriodMs: config.resyncPeriodMs,
           failureBackoff: { baseMs: config.failureBackoffMs, maxMs: 60 * 60_000, jitter: 0.2 },
+          ...(podTokens ? { podTokens } : {}),
           kube: { apiTimeoutMs: config.kubeApiTimeoutMs, rateLimit: { qps: config.kubeApiQps, burst: config.kubeApiBurst }, cacheRelistPeriodMs: config.cacheRelistPeriodMs },
           metrics,
           lock,
@@ -108,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
       publishTimeoutMs: config.publishTimeoutMs,
       kubeletRootDir: config.kubeletRootDir,
       annotationPrefixes: config.annotationPrefixes,
+      ...(podTokens ? { podTokens } : {}),
     }),
   })
   try {

@@ -57,6 +57,10 @@ export interface Config {
   kubeletRootDir: string
   /** Annotation prefixes a volume may pass on to its CertificateRequest; '*' for any. */
   annotationPrefixes: readonly string[] | '*'
+  /** Create each volume's CertificateRequests with the pod's own service account token (from the kubelet). */
+  useTokenRequest: boolean
+  /** The audience of that token: the CSIDriver's tokenRequests entry; '' is the apiserver's own. */
+  tokenRequestAudience: string
 }
 
 export const DEFAULTS = {
@@ -78,6 +82,7 @@ export const DEFAULTS = {
   pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
   kubeletRootDir: '/var/lib/kubelet',
   annotationPrefixes: '',
+  tokenRequestAudience: '',
 } as const
 
 /** The kubelet gives up on a CSI call after 2 minutes; we must answer before. */
@@ -112,6 +117,8 @@ function buildProgram(version: string): Command {
     .option('--resync-period <duration>', 're-check every volume this often (heals deleted or altered files)', DEFAULTS.resyncPeriod)
     .option('--failure-backoff <duration>', 'first wait after a denied or failed request; doubles up to 1h', DEFAULTS.failureBackoff)
     .option('--kube-api-timeout <duration>', 'deadline of each Kubernetes API call (for a watch: of opening it)', DEFAULTS.kubeApiTimeout)
+    .option('--use-token-request', "create each volume's CertificateRequests with the pod's own service account token, which the kubelet passes (CSIDriver tokenRequests, requiresRepublish: true)", false)
+    .option('--token-request-audience <audience>', 'audience of that token, as in the CSIDriver\'s tokenRequests; "" (default) is the apiserver\'s own', DEFAULTS.tokenRequestAudience)
     .option('--kube-api-qps <n>', 'Kubernetes API requests per second this driver makes at most, sustained (calls and watch connects)', DEFAULTS.kubeApiQps)
     .option('--kube-api-burst <n>', 'Kubernetes API requests allowed at once above --kube-api-qps after a quiet spell', DEFAULTS.kubeApiBurst)
     .option('--cache-relist-period <duration>', 'the CertificateRequest cache re-lists from the API this often (a safety net under the watch)', DEFAULTS.cacheRelistPeriod)
@@ -236,6 +243,8 @@ export function parseFlags(argv: readonly string[], version = '0.0.0-dev'): Conf
     pluginRegistrationDir,
     kubeletRootDir: kubeletRootDir.replace(/(.)\/+$/, '$1'),
     annotationPrefixes: parseAnnotationPrefixes(str('annotationPrefixes')),
+    useTokenRequest: (o.useTokenRequest as unknown) === true,
+    tokenRequestAudience: str('tokenRequestAudience'),
   }
 }
 

@@ -6,6 +6,7 @@
 import { DeadlineExceededError, UnavailableError, UnimplementedError, isDriverError } from '../errors.js'
 import { parseVolumeAttributes } from '../volume/spec.js'
 import type { PodInfo } from '../volume/types.js'
+import type { PodTokens } from '../kube/pod-tokens.js'
 import type { NodeHandlers } from './generated/csi/v1/Node.js'
 import type { AsyncService } from './handlers.js'
 import { DEFAULT_POLICY, validatePublishRequest, validateUnpublishRequest, type AttributeParser } from './validate.js'
@@ -57,6 +58,8 @@ export interface NodeServiceOptions {
   /** --annotation-prefixes; default none. */
   annotationPrefixes?: readonly string[] | '*'
   parseAttributes?: AttributeParser
+  /** --use-token-request: every publish must carry the pod's token, kept here for its requests. */
+  podTokens?: Pick<PodTokens, 'remember' | 'forget'>
 }
 
 export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHandlers> {
@@ -76,6 +79,8 @@ export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHa
 
     NodePublishVolume: async (req, ctx) => {
       const publishReq = validatePublishRequest(req, parse, policy)
+      // Every call, republishes too: each brings a fresh token.
+      opts.podTokens?.remember(publishReq.volumeId, req.volume_context ?? {})
       const timeout = AbortSignal.timeout(opts.publishTimeoutMs)
       const signal = AbortSignal.any([ctx.signal, timeout])
       try {
@@ -102,6 +107,7 @@ export function createNodeService(opts: NodeServiceOptions): AsyncService<NodeHa
     NodeUnpublishVolume: async (req) => {
       const { volumeId, targetPath } = validateUnpublishRequest(req)
       await opts.publisher.unpublish(volumeId, targetPath)
+      opts.podTokens?.forget(volumeId)
       return {}
     },
 

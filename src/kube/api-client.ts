@@ -51,6 +51,12 @@ export interface ApiRequest {
   body?: unknown
   /** The caller's own abort (a stop); the deadline is the client's. */
   signal?: AbortSignal
+  /**
+   * Made as someone else (a pod's service account token): sent with this
+   * token over connections that present no client certificate, since the
+   * apiserver would authenticate the certificate first.
+   */
+  bearerToken?: string
 }
 
 export interface WatchHandlers {
@@ -74,6 +80,8 @@ export interface ApiClientOptions {
 export class ApiClient {
   readonly #access: ClusterAccess
   readonly #agent: HttpsAgent | HttpAgent
+  /** For calls made with someone else's token: the same trust, no client certificate. */
+  readonly #tokenAgent: HttpsAgent | HttpAgent
   readonly #request: typeof httpsRequest
   readonly #timeoutMs: number
   readonly #userAgent: string
@@ -98,9 +106,13 @@ export class ApiClient {
         rejectUnauthorized: !access.insecureSkipTlsVerify,
         servername: access.tlsServerName,
       })
+      this.#tokenAgent = access.clientCert || access.clientKey
+        ? new HttpsAgent({ keepAlive: true, ca: access.ca, rejectUnauthorized: !access.insecureSkipTlsVerify, servername: access.tlsServerName })
+        : this.#agent
       this.#request = httpsRequest
     } else {
       this.#agent = new HttpAgent({ keepAlive: true })
+      this.#tokenAgent = this.#agent
       this.#request = httpRequest
     }
   }
@@ -198,6 +210,7 @@ export class ApiClient {
   /** Closes idle connections; calls in flight finish. */
   close(): void {
     this.#agent.destroy()
+    this.#tokenAgent.destroy()
   }
 
   #send(req: ApiRequest, signal: AbortSignal): Promise<IncomingMessage> {
@@ -206,11 +219,12 @@ export class ApiClient {
     const body = req.body === undefined ? undefined : JSON.stringify(req.body)
     const headers: OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': this.#userAgent }
     if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-    const auth = this.#authorization()
+    const auth = req.bearerToken !== undefined ? `Bearer ${req.bearerToken}` : this.#authorization()
     if (auth) headers.authorization = auth
+    const agent = req.bearerToken !== undefined ? this.#tokenAgent : this.#agent
     return new Promise<IncomingMessage>((resolve, reject) => {
       let response: IncomingMessage | undefined
-      const outgoing: ClientRequest = this.#request(url, { method: req.method, headers, agent: this.#agent }, res => {
+      const outgoing: ClientRequest = this.#request(url, { method: req.method, headers, agent }, res => {
         response = res
         resolve(res)
       })

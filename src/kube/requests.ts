@@ -25,7 +25,7 @@ export class RequestNameTakenError extends Error {
 
 export interface RequestClient {
   /** Creates, or adopts the existing object of that name when `isOurs` finds nothing wrong with it; throws RequestNameTakenError otherwise. */
-  create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest>
+  create(namespace: string, body: object, isOurs: OwnershipCheck, as?: { bearerToken: string }): Promise<CertificateRequest>
   get(namespace: string, name: string): Promise<CertificateRequest | undefined>
   /** Deletes; with a uid only that object (another of the same name is left alone). A 404 or a uid mismatch is success. */
   delete(namespace: string, name: string, uid?: string): Promise<void>
@@ -58,9 +58,10 @@ export class KubeRequestClient implements RequestClient {
     }
   }
 
-  async create(namespace: string, body: object, isOurs: OwnershipCheck): Promise<CertificateRequest> {
+  /** `as`: created with the pod's own token (--use-token-request); an adoption's GET is the driver's. */
+  async create(namespace: string, body: object, isOurs: OwnershipCheck, as?: { bearerToken: string }): Promise<CertificateRequest> {
     try {
-      return parseCertificateRequest(await this.#call('CertificateRequest create', { method: 'POST', path: requestsIn(namespace), body }))
+      return parseCertificateRequest(await this.#call('CertificateRequest create', { method: 'POST', path: requestsIn(namespace), body, ...as }))
     } catch (err) {
       if (!isConflict(err)) throw err
       // Our deterministic name already exists: a retry of a create whose

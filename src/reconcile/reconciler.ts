@@ -22,6 +22,8 @@ import { belongsToVolume, csrDigest, notOurRequest, type VolumeOwner } from '../
 import type { RequestCache } from '../kube/request-informer.js'
 import type { EventRecorder, ObjectRef } from '../kube/events.js'
 import { apiMessage } from '../kube/errors.js'
+import { UnavailableError } from '../errors.js'
+import type { PodTokens } from '../kube/pod-tokens.js'
 import { nextStep, servesCertificate, type Observation, type Step } from './plan.js'
 import { parseRecord, type VolumeRecord } from './record.js'
 import { renewalTime } from './renewal.js'
@@ -77,6 +79,8 @@ export interface ReconcilerDeps {
   onVolumeState?: (volumeId: string, s: VolumeState | undefined) => void
   /** A write failed for want of space (every time, not rate-limited like the Event). */
   onDataRootFull?: () => void
+  /** --use-token-request: requests are created with the pod's own token (src/kube/pod-tokens.ts). */
+  podTokens?: Pick<PodTokens, 'tokenFor'>
 }
 
 export interface KeySource {
@@ -369,6 +373,15 @@ export class Reconciler {
    * when it changes, so the reconcile ends here and looks again in
    * REQUEST_RECHECK_MS should it never hear.
    */
+  /** Whose request it is: the driver's own (undefined), or the pod's with --use-token-request. */
+  #requestIdentity(record: VolumeRecord): { bearerToken: string } | undefined {
+    if (!this.#d.podTokens) return undefined
+    const bearerToken = this.#d.podTokens.tokenFor(record.volumeId)
+    if (bearerToken !== undefined) return { bearerToken }
+    // After a restart, or a token left to expire: the kubelet's next republish brings one.
+    throw new UnavailableError(`no current service account token of pod ${record.pod.namespace}/${record.pod.name} to make its CertificateRequest with (--use-token-request); waiting for the kubelet's next republish`)
+  }
+
   async #apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
     const p = this.#dir(record.volumeId)
     switch (step.kind) {
@@ -396,9 +409,10 @@ export class Reconciler {
         const req = record.request!
         const owner = ownerOf(record)
         const body = buildCertificateRequest({ name: req.name, volumeId: record.volumeId, nodeId: this.#d.nodeId, pod: record.pod, spec, csrPem: csr.pem })
+        const as = this.#requestIdentity(record)
         let created: CertificateRequest
         try {
-          created = await this.#d.issuance.run(() => this.#d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, owner, req)))
+          created = await this.#d.issuance.run(() => this.#d.requests.create(record.pod.namespace, body, existing => notOurRequest(existing, owner, req), as))
         } catch (err) {
           if (!(err instanceof RequestNameTakenError)) throw err
           return this.#stepOver(record, err.why, log)

@@ -79,6 +79,8 @@ t.test('server-side dry run of every object', async (t) => {
   await dryRun(t, 'kustomize base', await kustomize('config/base'))
   await dryRun(t, 'example', await kustomize('config/example'))
   await dryRun(t, 'helm chart', await helm())
+  await dryRun(t, 'kustomize token-request overlay', await kustomize('config/token-request'))
+  await dryRun(t, 'helm chart, token requests', await helm('--set', 'tokenRequest.enabled=true'))
   await dryRun(t, 'helm chart, k0s kubelet, metrics off', await helm('--set', 'kubeletRootDir=/var/lib/k0s/kubelet', '--set', 'metrics.enabled=false'))
 })
 

@@ -32,6 +32,8 @@ t.test('defaults', async (t) => {
     pluginRegistrationDir: '/var/lib/kubelet/plugins_registry',
     kubeletRootDir: '/var/lib/kubelet',
     annotationPrefixes: [],
+    useTokenRequest: false,
+    tokenRequestAudience: '',
   } satisfies Config)
   t.notOk('kubeconfig' in c, 'no kubeconfig: in-cluster')
   t.notOk('kubeletRegistrationPath' in c, 'no self-registration: node-driver-registrar does it')
@@ -60,6 +62,8 @@ t.test('each flag', async (t) => {
     { name: 'resync period', args: [...base, '--resync-period', '30s'], want: { resyncPeriodMs: 30_000 } },
     { name: 'failure backoff', args: [...base, '--failure-backoff', '1m'], want: { failureBackoffMs: 60_000 } },
     { name: 'kube api timeout', args: [...base, '--kube-api-timeout', '1m30s'], want: { kubeApiTimeoutMs: 90_000 } },
+    { name: 'token requests', args: [...base, '--use-token-request'], want: { useTokenRequest: true, tokenRequestAudience: '' } },
+    { name: 'token requests with an audience', args: [...base, '--use-token-request', '--token-request-audience', 'cert-manager'], want: { useTokenRequest: true, tokenRequestAudience: 'cert-manager' } },
     { name: 'kube api qps and burst', args: [...base, '--kube-api-qps', '2.5', '--kube-api-burst', '5'], want: { kubeApiQps: 2.5, kubeApiBurst: 5 } },
     { name: 'kube api timeout seconds', args: [...base, '--kube-api-timeout', '5'], want: { kubeApiTimeoutMs: 5_000 } },
     { name: 'cache relist period', args: [...base, '--cache-relist-period', '20s'], want: { cacheRelistPeriodMs: 20_000 } },

@@ -151,6 +151,26 @@ t.test('CSIDriver', async (t) => {
   t.same(find(chartDefault, 'CSIDriver').spec, find(base, 'CSIDriver').spec, 'equal specs')
 })
 
+t.test('requests made as the pod: the kustomize overlay and the chart value agree', async (t) => {
+  const overlay = kustomize('config/token-request')
+  const chart = helm('--set', 'tokenRequest.enabled=true')
+  for (const [name, objs] of [['config/token-request', overlay], ['helm tokenRequest.enabled', chart]] as Array<[string, Obj[]]>) {
+    const spec = find(objs, 'CSIDriver').spec as Obj
+    t.same(spec.tokenRequests, [{ audience: '' }], `${name}: the kubelet is asked for the pod's token, apiserver audience`)
+    t.equal(spec.requiresRepublish, true, `${name}: and for a fresh one at every republish`)
+    const cfg = parseFlags((container(objs, DRIVER).args as string[]).map((a) => a.replace('$(NODE_ID)', 'n')))
+    t.equal(cfg.useTokenRequest, true, `${name}: the driver uses it`)
+    t.equal(cfg.tokenRequestAudience, '', `${name}: for the same audience`)
+  }
+  t.same(find(chart, 'CSIDriver').spec, find(overlay, 'CSIDriver').spec, 'equal CSIDriver specs')
+  const sorted = (objs: Obj[]) => [...(container(objs, DRIVER).args as string[])].sort()
+  t.same(sorted(chart), sorted(overlay), 'the same driver arguments')
+  const aud = helm('--set', 'tokenRequest.enabled=true', '--set', 'tokenRequest.audience=cert-manager')
+  t.same((find(aud, 'CSIDriver').spec as Obj).tokenRequests, [{ audience: 'cert-manager' }])
+  t.equal(parseFlags((container(aud, DRIVER).args as string[]).map((a) => a.replace('$(NODE_ID)', 'n'))).tokenRequestAudience, 'cert-manager')
+  t.notOk('tokenRequests' in (find(chartDefault, 'CSIDriver').spec as Obj), 'off by default')
+})
+
 t.test('RBAC: least privilege, bound to the driver', async (t) => {
   for (const [name, objs] of renders) {
     const role = find(objs, 'ClusterRole')
