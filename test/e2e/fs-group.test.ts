@@ -24,16 +24,16 @@ t.test('the pod\'s fsGroup: a non-root container reads its key without an attrib
   ])
   await Promise.all([withGroup, without, attribute].map(n => waitRunning(e, n)))
 
-  const seen = await exec(e, withGroup, ['sh', '-c', 'id -u; stat -c "%g %a" /tls/key.pem /tls/crt.pem /tls/ca.pem'])
+  const seen = await exec(e, withGroup, ['sh', '-c', 'id -u; stat -L -c "%g %a" /tls/key.pem /tls/crt.pem /tls/ca.pem'])
   t.same(seen.trim().split('\n'), ['1000', '2000 440', '2000 440', '2000 440'], 'uid 1000; the files are 0440 with the pod\'s fsGroup')
   const tls = await exec(e, withGroup, ['sh', '-c', 'cat /tls/key.pem; echo ===; cat /tls/crt.pem'])
   const [key = '', crt = ''] = tls.split('===\n')
   t.ok(certMatchesKey(crt.trim(), key.trim()), 'and it reads a key that matches its certificate')
 
   // The same pod without fsGroup: root-only files, which uid 1000 cannot read.
-  const denied = await exec(e, without, ['sh', '-c', 'stat -c "%g %a" /tls/key.pem; cat /tls/key.pem >/dev/null 2>&1; echo rc=$?'])
+  const denied = await exec(e, without, ['sh', '-c', 'stat -L -c "%g %a" /tls/key.pem; cat /tls/key.pem >/dev/null 2>&1; echo rc=$?'])
   t.match(denied, /^0 400\nrc=1/, 'without an fsGroup: 0400 root, unreadable to uid 1000')
 
-  const chosen = await exec(e, attribute, ['stat', '-c', '%g %a', '/tls/key.pem'])
+  const chosen = await exec(e, attribute, ['stat', '-L', '-c', '%g %a', '/tls/key.pem'])
   t.equal(chosen.trim(), '3000 440', 'the fs-group attribute wins over the pod\'s fsGroup')
 })
