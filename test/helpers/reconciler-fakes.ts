@@ -94,7 +94,7 @@ export class FakeRequests implements RequestClient {
   /** Every call fails, as with the apiserver away. */
   down = false
   #check(): void { if (this.down) throw new Error('connect ECONNREFUSED') }
-  creates: Array<{ namespace: string; body: { metadata: { name: string }; spec: { request: string } } }> = []
+  creates: Array<{ namespace: string; body: { metadata: { name: string }; spec: { request: string } }; bearerToken?: string }> = []
   /** When set, what create answers (after the ownership check has been asked about `existing`). */
   existing?: CertificateRequest
   /**
@@ -104,10 +104,10 @@ export class FakeRequests implements RequestClient {
    */
   informer?: FakeCache
 
-  async create(namespace: string, body: object, isOurs: (existing: CertificateRequest) => string | undefined): Promise<CertificateRequest> {
+  async create(namespace: string, body: object, isOurs: (existing: CertificateRequest) => string | undefined, as?: { bearerToken: string }): Promise<CertificateRequest> {
     this.#check()
     const b = body as FakeRequests['creates'][number]['body']
-    this.creates.push({ namespace, body: b })
+    this.creates.push({ namespace, body: b, ...as })
     const name = b.metadata.name
     const taken = this.existing?.metadata.name === name ? this.existing : this.informer?.get(namespace, name)
     if (taken) {
@@ -157,6 +157,8 @@ export const cr = (name: string, volumeId: string, status?: object): Certificate
 export interface SetupOptions {
   /** Creates and deletes show in the cache at once (see FakeRequests.informer). */
   informer?: boolean
+  /** --use-token-request: the pods' tokens by volume id. */
+  podTokens?: Map<string, string>
 }
 
 /** A scratch data root, the fakes, a Reconciler over them, and a published-to-be record (not yet stored). */
@@ -188,6 +190,7 @@ export async function setup(t: Test, opts: SetupOptions = {}) {
     random: () => 0.5,
     issuance: new Semaphore(2),
     failureBackoff: { baseMs: 30_000, maxMs: 3600_000, jitter: 0 },
+    ...(opts.podTokens ? { podTokens: { tokenFor: (id: string) => opts.podTokens!.get(id) } } : {}),
   })
 
   const store = newStore()

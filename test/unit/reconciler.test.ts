@@ -233,3 +233,24 @@ t.test('teardown hands the janitor only what the pod owns, with uids', async t =
   t.equal(tb.podUid, 'uid-1', 'the janitor lists by label but keeps only what this pod owns')
   t.equal(s.cache.tracked.has(s.volumeId), false, 'the cache forgets the volume')
 })
+
+t.test('--use-token-request: no request without the pod\'s token; with it, the request is made as the pod', async t => {
+  const tokens = new Map<string, string>()
+  const s = await setup(t, { podTokens: tokens })
+  await s.store.commit(s.record, undefined)
+  await t.rejects(s.reconciler.reconcile(s.volumeId), /no current service account token of pod ns\/app .*waiting for the kubelet's next republish/)
+  t.equal(s.requests.creates.length, 0, 'nothing was created as the driver instead')
+  tokens.set(s.volumeId, 'pod-token')
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal(s.requests.creates.length, 1)
+  t.equal(s.requests.creates[0]?.bearerToken, 'pod-token', 'created with the pod\'s token')
+  t.notOk(JSON.stringify(s.logs).includes('pod-token'), 'which no log line holds')
+})
+
+t.test('without --use-token-request the driver\'s own identity makes the request', async t => {
+  const s = await setup(t)
+  await s.store.commit(s.record, undefined)
+  await s.reconciler.reconcile(s.volumeId)
+  t.equal(s.requests.creates.length, 1)
+  t.equal(s.requests.creates[0]?.bearerToken, undefined)
+})
