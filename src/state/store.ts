@@ -11,10 +11,13 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { isNotFound, readNoFollow, writeFileAtomic } from '../host/files.js'
 import { basename, dirname, join, relative, sep } from 'node:path'
 import { watch as chokidarWatch } from 'chokidar'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 export const RECORD_FILE = 'record.json'
 const TEMP_MARK = '.tmp-'
 const CORRUPT_MARK = '.corrupt-'
+/** How long a record that does not parse is given to finish being written by someone else. */
+const TORN_READ_RETRY_MS = 100
 const REMOVING_MARK = '.removing-'
 
 // Ids that are safe as a directory name are used as is, which keeps the tree
@@ -328,17 +331,31 @@ export class VolumeStore<R extends { volumeId: string; revision?: number }> {
       throw err
     }
     try {
-      const rec = this.#validate(JSON.parse(text))
-      // A record copied into the wrong directory would be listed but never
-      // found by load(): refuse it rather than act on it twice.
-      if (volumeDirName(rec.volumeId) !== dirName) {
-        throw new Error(`record for volume ${JSON.stringify(rec.volumeId)} found in directory ${dirName}`)
-      }
-      return rec
+      return this.#parse(text, dirName)
     } catch (err) {
+      // Written in place by someone else (truncate, then write), a record can
+      // be read half way: the watcher reports the truncation. A second look a
+      // moment later tells a torn read from a corrupt file.
+      await sleep(TORN_READ_RETRY_MS)
+      const again = await readNoFollow(path, 'utf8').catch(() => undefined)
+      if (again !== undefined && again !== text) {
+        try {
+          return this.#parse(again, dirName)
+        } catch { /* corrupt after all */ }
+      }
       await this.#setAside(path, err)
       return undefined
     }
+  }
+
+  #parse(text: string, dirName: string): R {
+    const rec = this.#validate(JSON.parse(text))
+    // A record copied into the wrong directory would be listed but never
+    // found by load(): refuse it rather than act on it twice.
+    if (volumeDirName(rec.volumeId) !== dirName) {
+      throw new Error(`record for volume ${JSON.stringify(rec.volumeId)} found in directory ${dirName}`)
+    }
+    return rec
   }
 
   async #setAside(path: string, err: unknown): Promise<void> {

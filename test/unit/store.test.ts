@@ -269,3 +269,21 @@ t.test("the store's own saves and removals are not reported to its watcher", asy
   await new Promise((r) => setTimeout(r, 500))
   t.same(events, [], 'no event for what the store did itself')
 })
+
+t.test('a record caught half way through someone else\'s in-place write is read again, not set aside', async (t) => {
+  const { store, root, corrupt } = await setup(t)
+  await store.save(rec('torn'))
+  const path = join(root, volumeDirName('torn'), 'record.json')
+  const full = JSON.stringify(rec('torn', '/pods/edited'))
+  // As writeFileSync does: truncate first, the bytes a moment later.
+  await writeFile(path, '')
+  const finish = new Promise<void>((resolve) => setTimeout(() => void writeFile(path, full).then(() => resolve()), 20))
+  const loaded = await store.load('torn')
+  await finish
+  t.same(loaded, rec('torn', '/pods/edited'), 'the finished write is what load returns')
+  t.same(corrupt, [], 'nothing was set aside')
+
+  await writeFile(path, '{"version": 1, "volumeId"')
+  t.equal(await store.load('torn'), undefined, 'a record that stays broken is still set aside')
+  t.equal(corrupt.length, 1)
+})
