@@ -5,7 +5,8 @@
 import { isAbsolute } from 'node:path'
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js'
 import type { ParseResult, PodInfo } from '../volume/types.js'
-import { KUBELET_PREFIX } from '../volume/attributes.js'
+import { FS_GROUP_MAX, KUBELET_PREFIX } from '../volume/attributes.js'
+import { groupId } from '../volume/shapes.js'
 import type { NodePublishVolumeRequest__Output } from './generated/csi/v1/NodePublishVolumeRequest.js'
 import type { NodeUnpublishVolumeRequest__Output } from './generated/csi/v1/NodeUnpublishVolumeRequest.js'
 import type { PublishRequest } from './node.js'
@@ -95,17 +96,15 @@ export function validatePublishRequest(
   return { volumeId, targetPath, readonly: true, pod, attributes, ...(mountGroup === undefined ? {} : { mountGroup }) }
 }
 
-const GID_MAX = 2_147_483_647
-
 /**
  * The pod's fsGroup, which the kubelet sends (as a decimal string) because
  * we advertise VOLUME_MOUNT_GROUP and the CSIDriver says fsGroupPolicy File.
  */
 function checkMountGroup(group: string | undefined): number | undefined {
   if (group === undefined || group === '') return undefined
-  const n = /^(0|[1-9][0-9]{0,9})$/.test(group) ? Number(group) : NaN
-  if (Number.isNaN(n) || n > GID_MAX) {
-    throw new InvalidArgumentError(`volume_capability.mount.volume_mount_group ${JSON.stringify(group.slice(0, 64))} is not a group id: the kubelet sends the pod's securityContext.fsGroup, a whole number from 0 to ${GID_MAX}`)
+  const n = groupId(group)
+  if (n === undefined) {
+    throw new InvalidArgumentError(`volume_capability.mount.volume_mount_group ${JSON.stringify(group.slice(0, 64))} is not a group id: the kubelet sends the pod's securityContext.fsGroup, a whole number from 0 to ${FS_GROUP_MAX}`)
   }
   return n
 }

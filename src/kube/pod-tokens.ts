@@ -37,10 +37,6 @@ export class PodTokens {
   forget(volumeId: string): void {
     this.#tokens.delete(volumeId)
   }
-
-  get size(): number {
-    return this.#tokens.size
-  }
 }
 
 /** The kubelet's JSON: {"<audience>": {"token": "...", "expirationTimestamp": "RFC 3339"}}. Pure; messages never quote a token. */

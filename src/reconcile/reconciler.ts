@@ -366,13 +366,6 @@ export class Reconciler {
 
   // ---- effects ----------------------------------------------------------
 
-  /**
-   * Performs one step. Answers the record as the step left it (the next
-   * observation starts from it), undefined once the record is gone
-   * (teardown), or 'stop': a request was created and the informer will say
-   * when it changes, so the reconcile ends here and looks again in
-   * REQUEST_RECHECK_MS should it never hear.
-   */
   /** Whose request it is: the driver's own (undefined), or the pod's with --use-token-request. */
   #requestIdentity(record: VolumeRecord): { bearerToken: string } | undefined {
     if (!this.#d.podTokens) return undefined
@@ -382,6 +375,13 @@ export class Reconciler {
     throw new UnavailableError(`no current service account token of pod ${record.pod.namespace}/${record.pod.name} to make its CertificateRequest with (--use-token-request); waiting for the kubelet's next republish`)
   }
 
+  /**
+   * Performs one step. Answers the record as the step left it (the next
+   * observation starts from it), undefined once the record is gone
+   * (teardown), or 'stop': a request was created and the informer will say
+   * when it changes, so the reconcile ends here and looks again in
+   * REQUEST_RECHECK_MS should it never hear.
+   */
   async #apply(step: Exclude<Step, { kind: 'wait' }>, record: VolumeRecord, spec: VolumeSpec, log: Logger, obs: Observation): Promise<VolumeRecord | undefined | 'stop'> {
     const p = this.#dir(record.volumeId)
     switch (step.kind) {

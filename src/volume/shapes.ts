@@ -1,8 +1,9 @@
 // Shape checks for single attribute values. Each returns undefined when the
 // value is fine, or a phrase saying what is wrong and what is allowed, ready
-// to be put after the value in an issue message.
+// to be put after the value in an issue message; groupId parses a group id.
 
 import { isIP } from 'node:net'
+import { FS_GROUP_MAX } from './attributes.js'
 
 const DNS_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
 const DNS1123_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
@@ -11,6 +12,12 @@ const KIND = /^[A-Z][A-Za-z0-9]{0,62}$/
 const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
 // C0 controls and DEL have no business in names or certificate subjects.
 const CONTROL = /[\u0000-\u001f\u007f]/
+
+/** A group id in decimal, 0 to 2^31 - 1 (no sign, no leading zeros), or undefined. */
+export function groupId(text: string): number | undefined {
+  const n = /^(0|[1-9][0-9]{0,9})$/.test(text) ? Number(text) : NaN
+  return n <= FS_GROUP_MAX ? n : undefined
+}
 
 /** A DNS SAN: letters, digits and '-' in labels of 1–63, 253 in all, optionally "*." first. */
 export function checkDnsName(name: string): string | undefined {

@@ -417,8 +417,8 @@ function readFiles(r: Reader, pkcs12Filename: Read<string>): Read<VolumeSpec['fi
 function readFsGroup(r: Reader): Read<number> {
   const text = scalar(r, A.FS_GROUP)
   if (text === undefined || text === null) return text
-  const n = /^(0|[1-9][0-9]{0,9})$/.test(text) ? Number(text) : NaN
-  if (Number.isNaN(n) || n > A.FS_GROUP_MAX) {
+  const n = shape.groupId(text)
+  if (n === undefined) {
     report(r, A.FS_GROUP, IssueCode.invalidFsGroup, `${quote(text)} is not a group id: use a whole number from 0 to ${A.FS_GROUP_MAX}`)
     return null
   }
